@@ -1,0 +1,344 @@
+"""The simulator's typed configuration: plain dataclasses, no Hydra needed.
+
+``SimConfig()`` is the paper machine (PAPER.md): an SGI Origin 2000 with 16 nodes of 2 CPUs and
+512 MB each, split into 8 cells, running the default workload mix for 60 simulated seconds.
+Every value marked [A] in PAPER.md is an assumption and is a field here, so it can be swept.
+
+The same dataclasses are the Hydra schema (``disco.framework``), so there is one source of
+truth. ``validate()`` runs every cross-field check before a run starts and raises one
+``ConfigError`` naming the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKLOAD_TYPES = ("raytrace", "pmake", "database", "webserver")
+POLICIES = ("cellular_disco",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; ``key`` is its dotted path, ``value`` what was given."""
+
+    def __init__(self, key: str, value: Any, reason: str) -> None:
+        self.key, self.value, self.reason = key, value, reason
+        super().__init__(f"invalid config {key}={value!r}: {reason}")
+
+
+@dataclass(slots=True)
+class MachineConfig:
+    """Hardware: nodes of CPUs and memory joined by a hypercube of routers (PAPER.md, Machine)."""
+
+    name: str = "origin2000_32"
+    nodes: int = 16
+    cpus_per_node: int = 2  # [S] 2 R10000s per Origin node
+    memory_per_node_mb: int = 512  # [A] 8 GB in all
+    local_latency_ns: float = 310.0  # [A] SGI material: 300-330 ns
+    remote_latency_ns: float = 550.0  # [A] one router away
+    hop_latency_ns: float = 100.0  # [A] per extra router hop
+
+
+@dataclass(slots=True)
+class CellsConfig:
+    """Fault-containment cells: contiguous groups of nodes. Give ``count`` or ``nodes_per_cell``."""
+
+    count: int | None = 8  # [R] the paper compares 1 cell with 8 cells
+    nodes_per_cell: int | None = None  # set this (and count=null) for e.g. one cell per node
+
+
+@dataclass(slots=True)
+class WorkloadProfile:
+    """Parametric guest behaviour of one workload type (see ``disco/workload/profiles.py``).
+
+    A VCPU alternates compute runs and waits: run lengths are exponential with mean
+    ``burst_ms / (io_prob + idle_prob)``; then it blocks on I/O (``io_ms``) or idles in the guest
+    (``idle_ms``). All values are [A]: chosen so the four workloads differ the way the paper
+    describes them.
+    """
+
+    burst_ms: float = 20.0  # mean compute between guest blocking points
+    io_prob: float = 0.0  # chance a blocking point is an I/O wait
+    io_ms: float = 5.0
+    idle_prob: float = 0.0  # chance a blocking point is guest-idle (no work for this VCPU)
+    idle_ms: float = 5.0
+    kernel_fraction: float = 0.1  # share of time in the kernel: sets virtualization overhead
+    spin_sensitivity: float = 0.0  # progress lost while a sibling VCPU is descheduled
+    memory_intensity: float = 0.3  # sensitivity to remote memory latency (memory issue)
+
+
+def _default_profiles() -> dict[str, WorkloadProfile]:
+    return {
+        # CPU bound, barrier/spinlock synchronised: loses almost everything when a peer is off.
+        "raytrace": WorkloadProfile(
+            burst_ms=200.0, kernel_fraction=0.05, spin_sensitivity=0.9, memory_intensity=0.1
+        ),
+        # Many short compiles: kernel intensive, frequent disk waits.
+        "pmake": WorkloadProfile(
+            burst_ms=15.0, io_prob=0.35, io_ms=6.0, idle_prob=0.05, idle_ms=10.0,
+            kernel_fraction=0.45, spin_sensitivity=0.2, memory_intensity=0.3,
+        ),
+        # Multi-threaded DB: memory heavy, I/O waits.
+        "database": WorkloadProfile(
+            burst_ms=25.0, io_prob=0.3, io_ms=8.0, kernel_fraction=0.25,
+            spin_sensitivity=0.3, memory_intensity=0.8,
+        ),
+        # Request driven: idle between requests, I/O and kernel intensive.
+        "webserver": WorkloadProfile(
+            burst_ms=8.0, io_prob=0.2, io_ms=4.0, idle_prob=0.3, idle_ms=6.0,
+            kernel_fraction=0.35, spin_sensitivity=0.1, memory_intensity=0.4,
+        ),
+    }
+
+
+@dataclass(slots=True)
+class VMGroup:
+    """``count`` identical VMs; batch jobs with ``work_s`` CPU-seconds per VCPU at native speed."""
+
+    workload: str = "raytrace"
+    count: int = 1
+    vcpus: int = 4
+    memory_mb: int = 256
+    work_s: float = 5.0
+    arrival_s: float = 0.0  # first VM of the group arrives here
+    spacing_s: float = 0.0  # later VMs of the group follow at this spacing
+    home_cell: int | None = None  # pin the group's home cell (null: least-loaded cells)
+
+
+def _default_vms() -> list[VMGroup]:
+    # All four workloads, 64 VCPUs arriving over ~12 s on 32 CPUs: the CPUs are
+    # overcommitted at times and the load moves between cells, so every mechanism has
+    # something to do, and the last VM finishes well inside the default 60 s. [A]
+    return [
+        VMGroup("raytrace", count=2, vcpus=8, memory_mb=512, work_s=8.0, spacing_s=10.0),
+        VMGroup("pmake", count=4, vcpus=4, memory_mb=256, work_s=6.0, arrival_s=1.0,
+                spacing_s=3.0),
+        VMGroup("database", count=2, vcpus=8, memory_mb=1024, work_s=8.0, arrival_s=2.0,
+                spacing_s=6.0),
+        VMGroup("webserver", count=4, vcpus=4, memory_mb=256, work_s=4.0, arrival_s=0.5,
+                spacing_s=4.0),
+    ]
+
+
+@dataclass(slots=True)
+class WorkloadConfig:
+    """A workload mix: which VMs exist, their sizes and when they arrive."""
+
+    name: str = "mix_default"
+    vms: list[VMGroup] = field(default_factory=_default_vms)
+    profiles: dict[str, WorkloadProfile] = field(default_factory=_default_profiles)
+
+
+@dataclass(slots=True)
+class PolicyConfig:
+    """The monitor's policy and its knobs (PAPER.md, CPU management)."""
+
+    name: str = "cellular_disco"
+    gang: bool = True  # gang-schedule each VM's non-idle VCPUs together
+    idle_balancer: bool = True
+    periodic_balancer: bool = True
+    periodic_period_ms: float = 100.0  # [A]
+    periodic_threshold: float = 1.0  # [A] VCPUs of imbalance tolerated
+    time_slice_ms: float = 10.0  # [A]
+    allow_cell_split: bool = True  # periodic balancer may move a VCPU to a cell its VM lacks
+    overcommit_vcpus: bool = True  # machine may hold more VCPUs than CPUs
+    rpc_us: float = 16.0  # [S] inter-cell RPC round trip (gang preemption)
+    context_switch_us: float = 5.0  # [A] monitor switch between VCPUs on one CPU
+    migration_node_us: float = 37.0  # [S]
+    migration_cell_us: float = 520.0  # [S] mostly copying the 32 KB software TLB
+    migration_remote_us: float = 1520.0  # [S]
+    cache_warmup_ms: float = 8.0  # [S] ~4 MB L2 refilled after a migration
+    cache_warmup_slowdown: float = 0.5  # [A] progress rate while the cache re-warms
+    trap_cost: float = 0.2  # [A] overhead per unit kernel_fraction (9 % worst on 1 CPU)
+    vcpu_scaling_cost: float = 0.05  # [A] extra per doubling of VCPUs (20 % on 32 CPUs)
+
+
+@dataclass(slots=True)
+class SimSection:
+    duration_s: float = 60.0
+    seed: int = 0
+    replicates: int = 1  # used by sweeps; one simulate() call is one replicate
+    sample_interval_s: float = 1.0  # timeline sampling period
+    check_invariants: bool = False  # run the invariant checker after every event (slow)
+
+
+@dataclass(slots=True)
+class SimConfig:
+    machine: MachineConfig = field(default_factory=MachineConfig)
+    cells: CellsConfig = field(default_factory=CellsConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sim: SimSection = field(default_factory=SimSection)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None) -> SimConfig:
+        """Build from nested plain dicts (YAML, OmegaConf containers); unknown keys are errors."""
+        cfg = _build(cls, data or {}, "")
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- derived topology -------------------------------------------------------------
+    @property
+    def nodes_per_cell(self) -> int:
+        if self.cells.nodes_per_cell is not None:
+            return self.cells.nodes_per_cell
+        assert self.cells.count is not None
+        return self.machine.nodes // self.cells.count
+
+    @property
+    def total_cpus(self) -> int:
+        return self.machine.nodes * self.machine.cpus_per_node
+
+    def validate(self) -> None:
+        """Every cross-field check, before the clock starts. Raises ConfigError."""
+        m, c, w, p, s = self.machine, self.cells, self.workload, self.policy, self.sim
+        _positive("machine.nodes", m.nodes)
+        _positive("machine.cpus_per_node", m.cpus_per_node)
+        _positive("machine.memory_per_node_mb", m.memory_per_node_mb)
+        for key in ("local_latency_ns", "remote_latency_ns", "hop_latency_ns"):
+            _non_negative(f"machine.{key}", getattr(m, key))
+        if (c.count is None) == (c.nodes_per_cell is None):
+            raise ConfigError("cells.count", c.count, "give exactly one of cells.count and "
+                              f"cells.nodes_per_cell (nodes_per_cell={c.nodes_per_cell!r})")
+        if c.count is not None:
+            _positive("cells.count", c.count)
+            if m.nodes % c.count:
+                raise ConfigError("cells.count", c.count,
+                                  f"must divide machine.nodes={m.nodes} (cells are whole nodes)")
+        else:
+            _positive("cells.nodes_per_cell", c.nodes_per_cell)
+            if m.nodes % c.nodes_per_cell:
+                raise ConfigError("cells.nodes_per_cell", c.nodes_per_cell,
+                                  f"must divide machine.nodes={m.nodes}")
+        _positive("sim.duration_s", s.duration_s)
+        _positive("sim.sample_interval_s", s.sample_interval_s)
+        _positive("sim.replicates", s.replicates)
+        if s.seed < 0:
+            raise ConfigError("sim.seed", s.seed, "must be >= 0")
+        if p.name not in POLICIES:
+            raise ConfigError("policy.name", p.name, f"unknown policy; known: {', '.join(POLICIES)}")
+        _positive("policy.time_slice_ms", p.time_slice_ms)
+        _positive("policy.periodic_period_ms", p.periodic_period_ms)
+        _non_negative("policy.periodic_threshold", p.periodic_threshold)
+        for key in ("rpc_us", "context_switch_us", "migration_node_us", "migration_cell_us",
+                    "migration_remote_us", "cache_warmup_ms", "trap_cost", "vcpu_scaling_cost"):
+            _non_negative(f"policy.{key}", getattr(p, key))
+        if not 0.0 < p.cache_warmup_slowdown <= 1.0:
+            raise ConfigError("policy.cache_warmup_slowdown", p.cache_warmup_slowdown,
+                              "must be in (0, 1]")
+        for name, prof in w.profiles.items():
+            key = f"workload.profiles.{name}"
+            _positive(f"{key}.burst_ms", prof.burst_ms)
+            for f in ("io_ms", "idle_ms", "kernel_fraction"):
+                _non_negative(f"{key}.{f}", getattr(prof, f))
+            for f in ("io_prob", "idle_prob", "spin_sensitivity", "memory_intensity"):
+                v = getattr(prof, f)
+                if not 0.0 <= v <= 1.0:
+                    raise ConfigError(f"{key}.{f}", v, "must be in [0, 1]")
+            if prof.io_prob + prof.idle_prob > 1.0:
+                raise ConfigError(f"{key}.io_prob", prof.io_prob,
+                                  f"io_prob + idle_prob must be <= 1 (idle_prob={prof.idle_prob})")
+        if not w.vms:
+            raise ConfigError("workload.vms", w.vms, "the mix has no VMs")
+        cpus = self.total_cpus
+        cells = m.nodes // self.nodes_per_cell
+        total_vcpus = 0
+        for i, g in enumerate(w.vms):
+            key = f"workload.vms[{i}]"
+            if g.workload not in w.profiles:
+                raise ConfigError(f"{key}.workload", g.workload,
+                                  f"unknown workload; known: {', '.join(sorted(w.profiles))}")
+            _positive(f"{key}.count", g.count)
+            _positive(f"{key}.vcpus", g.vcpus)
+            _positive(f"{key}.memory_mb", g.memory_mb)
+            _positive(f"{key}.work_s", g.work_s)
+            _non_negative(f"{key}.arrival_s", g.arrival_s)
+            _non_negative(f"{key}.spacing_s", g.spacing_s)
+            if g.vcpus > cpus:
+                raise ConfigError(f"{key}.vcpus", g.vcpus,
+                                  f"a VM's VCPUs need distinct CPUs; the machine has {cpus}")
+            if g.home_cell is not None and not 0 <= g.home_cell < cells:
+                raise ConfigError(f"{key}.home_cell", g.home_cell, f"the machine has {cells} cells")
+            total_vcpus += g.count * g.vcpus
+        if not p.overcommit_vcpus and total_vcpus > cpus:
+            raise ConfigError("policy.overcommit_vcpus", p.overcommit_vcpus,
+                              f"the mix has {total_vcpus} VCPUs for {cpus} CPUs")
+
+
+def _positive(key: str, value: float | int | None) -> None:
+    if value is None or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+        raise ConfigError(key, value, "must be > 0")
+
+
+def _non_negative(key: str, value: float | int) -> None:
+    if isinstance(value, bool) or not value >= 0 or not math.isfinite(value):
+        raise ConfigError(key, value, "must be >= 0")
+
+
+def _build(tp: Any, data: Any, key: str) -> Any:
+    """Recursively turn plain containers into the typed dataclasses, checking keys and types."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(data, tp):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(key or "<root>", data, f"expected a mapping for {tp.__name__}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        for k in data:
+            if k not in names:
+                raise ConfigError(f"{key}.{k}".lstrip("."), data[k],
+                                  f"unknown key; {tp.__name__} has: {', '.join(sorted(names))}")
+        kwargs = {k: _build(hints[k], v, f"{key}.{k}".lstrip(".")) for k, v in data.items()}
+        if tp is WorkloadConfig and "profiles" in kwargs:
+            # Partial profile overrides sit on top of the defaults.
+            merged = _default_profiles()
+            merged.update(kwargs["profiles"])
+            kwargs["profiles"] = merged
+        return tp(**kwargs)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if data is None:
+            return None
+        return _build(args[0], data, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(data, list | tuple):
+            raise ConfigError(key, data, "expected a list")
+        return [_build(item, v, f"{key}[{i}]") for i, v in enumerate(data)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(data, dict):
+            raise ConfigError(key, data, "expected a mapping")
+        return {str(k): _build(item, v, f"{key}.{k}") for k, v in data.items()}
+    if tp is bool:
+        if not isinstance(data, bool):
+            raise ConfigError(key, data, "expected true or false")
+        return data
+    if tp is int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise ConfigError(key, data, "expected an integer")
+        return data
+    if tp is float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise ConfigError(key, data, "expected a number")
+        return float(data)
+    if tp is str:
+        if not isinstance(data, str):
+            raise ConfigError(key, data, "expected a string")
+        return data
+    return data
+
+
+def compose(overrides: list[str] | None = None) -> SimConfig:
+    """Compose ``conf/`` with Hydra overrides into a validated SimConfig (lazy Hydra import)."""
+    from disco.framework.compose import compose_sim_config
+
+    return compose_sim_config(list(overrides or []))

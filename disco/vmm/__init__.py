@@ -1,0 +1,1 @@
+"""VMM layer: the monitor's mechanisms, one module each (PAPER.md, CPU management)."""

@@ -1,0 +1,247 @@
+"""Gang scheduling of each VM's VCPUs (PAPER.md, CPU management).
+
+Every physical CPU has its own run queue. A VM runs only when all its *non-idle* VCPUs run at
+once, because a guest spinlock held by a descheduled VCPU stalls the others. When a CPU frees
+up it picks, from its queue, the VM that has waited longest and whose whole gang can start now,
+and preempts the CPUs holding the gang's other VCPUs (an RPC, ``policy.rpc_us``).
+
+Two rules keep this well defined and fair:
+- *no preemption of the patient*: a running gang is preempted only by a VM that has waited
+  longer than the victim has been running. A VM preempted now cannot preempt anyone now, so a
+  chain of preemptions at one instant always ends, and a VM that waits long enough always gets
+  its CPUs: whoever took them after it began waiting yields to it.
+- *oldest waiter first*: when a gang's slice ends, its CPUs choose in the order of the oldest
+  VM waiting on each, so the gang that just ran cannot grab them back ahead of its waiters.
+A free CPU may be taken by any gang that can start whole (backfilling); CPUs stay idle only when
+no waiting gang fits, which is the idle time the paper describes.
+
+A gang keeps its CPUs for a time slice (``policy.time_slice_ms``); the slice-end event exists
+only while some CPU of the gang has a VCPU waiting, so an unopposed gang costs no events.
+
+``policy.gang = false`` schedules each VCPU on its own and lets siblings spin
+(``spin_sensitivity``), which is the waste gang scheduling prevents.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from disco.vmm.state import CPU, INF, RUNNABLE, RUNNING, VCPU, VM
+
+if TYPE_CHECKING:
+    from disco.vmm.monitor import Monitor
+
+
+class GangScheduler:
+    def __init__(self, mon: Monitor) -> None:
+        p = mon.cfg.policy
+        self.mon = mon
+        self.loop = mon.loop
+        self.cpus = mon.cpus
+        self.gang = p.gang
+        self.slice = p.time_slice_ms * 1e-3
+        self.rpc = p.rpc_us * 1e-6
+        self.switch_cost = p.context_switch_us * 1e-6
+
+    # -- waking up idle CPUs ---------------------------------------------------------
+    def kick(self, cpu: CPU) -> None:
+        """Ask a free CPU to choose what to run (once, at the current time)."""
+        if cpu.current is None and not cpu.kick_pending and cpu.online:
+            cpu.kick_pending = True
+            self.loop.schedule(0.0, self.reschedule, cpu)
+
+    def reschedule(self, cpu: CPU) -> None:
+        cpu.kick_pending = False
+        if cpu.current is not None or not cpu.online:
+            return
+        if cpu.waiting:
+            if self.gang:
+                candidates = sorted((v for v in cpu.queue if v.state == RUNNABLE),
+                                    key=_gang_order)
+                for v in candidates:
+                    if self.try_dispatch(v.vm, cpu):
+                        return
+            else:
+                v = min((v for v in cpu.queue if v.state == RUNNABLE), key=_vcpu_order)
+                self.run_alone(v, cpu)
+                return
+        balancer = self.mon.idle_balancer
+        if balancer is not None:
+            balancer.steal(cpu)
+
+    # -- gang dispatch ----------------------------------------------------------------
+    def can_take(self, cpu: CPU, vm: VM) -> bool:
+        """May ``vm``'s gang use ``cpu`` now (preempting its current gang if need be)?"""
+        if not cpu.online:
+            return False
+        cur = cpu.current
+        return cur is None or cur.vm.dispatched_at > vm.wait_since
+
+    def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
+        """Start ``vm``'s whole gang if every member's CPU can be had; ``exempt`` is choosing."""
+        members = [u for u in vm.vcpus if u.state == RUNNABLE]
+        if not members:
+            return False
+        cpus = self.cpus
+        for u in members:
+            if not self.can_take(cpus[u.cpu], vm):
+                return False
+        freed: list[CPU] = []
+        for u in members:
+            cur = cpus[u.cpu].current
+            if cur is not None and cur.vm.running:
+                self.mon.counters["gang_preemptions"] += 1
+                freed.extend(self.deschedule(cur.vm, kick=False))
+        start = self.mon.start
+        for u in members:
+            cpu = cpus[u.cpu]
+            start(u, cpu, 0.0 if cpu is exempt else self.rpc)
+        now = self.loop.now
+        vm.running = True
+        vm.dispatched_at = now
+        vm.slice_start = now
+        vm.wait_since = INF
+        for u in members:
+            if cpus[u.cpu].waiting:
+                self.ensure_slice(vm)
+                break
+        for cpu in freed:
+            self.kick(cpu)
+        return True
+
+    def deschedule(self, vm: VM, kick: bool = True) -> list[CPU]:
+        """Stop a running gang; its VCPUs wait in their queues. Returns the CPUs freed."""
+        self.loop.cancel(vm.slice_event)
+        vm.slice_event = None
+        freed = [self.mon.stop(u, RUNNABLE) for u in vm.vcpus if u.state == RUNNING]
+        vm.running = False
+        vm.wait_since = self.loop.now
+        if kick:
+            # Kicks run in the order given: the CPU with the oldest other waiter chooses first.
+            freed.sort(key=lambda cpu: _oldest_other_waiter(cpu, vm))
+            for cpu in freed:
+                self.kick(cpu)
+        return freed
+
+    def ensure_slice(self, vm: VM) -> None:
+        """Someone waits behind this gang: make sure its time slice will end."""
+        if vm.slice_event is not None or not vm.running:
+            return
+        now = self.loop.now
+        end = vm.slice_start + self.slice
+        if end < now:
+            end = vm.slice_start + self.slice * math.ceil((now - vm.slice_start) / self.slice)
+        vm.slice_event = self.loop.at(max(end, now), self._slice_end, vm)
+
+    def _slice_end(self, vm: VM) -> None:
+        vm.slice_event = None
+        if not vm.running:
+            return
+        cpus = self.cpus
+        for u in vm.vcpus:
+            if u.state == RUNNING and cpus[u.cpu].waiting:
+                self.deschedule(vm)
+                return
+        vm.slice_start = self.loop.now
+
+    # -- VCPU transitions -------------------------------------------------------------
+    def became_runnable(self, v: VCPU) -> None:
+        """A VCPU woke up (I/O done, guest work arrived) or arrived with its VM."""
+        vm = v.vm
+        cpu = self.cpus[v.cpu]
+        if not self.gang:
+            self.mon.respin(vm)
+            if cpu.current is None:
+                self.kick(cpu)
+            else:
+                self.ensure_cpu_slice(cpu)
+            return
+        if vm.running:
+            # The gang is on: its newly non-idle member must run with it, so it takes its CPU.
+            cur = cpu.current
+            freed: list[CPU] = []
+            if cur is not None:
+                self.mon.counters["gang_preemptions"] += 1
+                freed = self.deschedule(cur.vm, kick=False)
+            self.mon.start(v, cpu, self.rpc if cur is not None else 0.0)
+            if cpu.waiting:
+                self.ensure_slice(vm)
+            for c in freed:
+                self.kick(c)
+            return
+        if vm.wait_since == INF:
+            vm.wait_since = self.loop.now
+        if cpu.current is None:
+            self.kick(cpu)
+        else:
+            self.ensure_slice_on(cpu)
+
+    def vcpu_left(self, v: VCPU, cpu: CPU) -> None:
+        """A running VCPU blocked, idled, finished or was lost: its CPU is free."""
+        vm = v.vm
+        if self.gang:
+            if vm.running and vm.active == 0:
+                vm.running = False
+                self.loop.cancel(vm.slice_event)
+                vm.slice_event = None
+            if vm.runnable and not vm.running and vm.wait_since == INF:
+                vm.wait_since = self.loop.now
+        else:
+            self.loop.cancel(cpu.slice_event)
+            cpu.slice_event = None
+        self.kick(cpu)
+
+    def ensure_slice_on(self, cpu: CPU) -> None:
+        """A VCPU now waits on a busy CPU: make sure whatever runs there will yield."""
+        cur = cpu.current
+        if cur is None:
+            self.kick(cpu)
+        elif self.gang:
+            self.ensure_slice(cur.vm)
+        else:
+            self.ensure_cpu_slice(cpu)
+
+    # -- gang scheduling off: each VCPU alone ----------------------------------------
+    def run_alone(self, v: VCPU, cpu: CPU) -> None:
+        self.mon.start(v, cpu)
+        cpu.slice_start = self.loop.now
+        if cpu.waiting:
+            self.ensure_cpu_slice(cpu)
+
+    def ensure_cpu_slice(self, cpu: CPU) -> None:
+        if cpu.slice_event is not None or cpu.current is None:
+            return
+        now = self.loop.now
+        end = cpu.slice_start + self.slice
+        if end < now:
+            end = cpu.slice_start + self.slice * math.ceil((now - cpu.slice_start) / self.slice)
+        cpu.slice_event = self.loop.at(max(end, now), self._cpu_slice_end, cpu)
+
+    def _cpu_slice_end(self, cpu: CPU) -> None:
+        cpu.slice_event = None
+        v = cpu.current
+        if v is None:
+            return
+        if cpu.waiting:
+            self.mon.stop(v, RUNNABLE)
+            self.mon.respin(v.vm)
+            self.kick(cpu)
+        else:
+            cpu.slice_start = self.loop.now
+
+
+def _oldest_other_waiter(cpu: CPU, vm: VM) -> tuple[float, int, int]:
+    best = (INF, 0, cpu.index)
+    for w in cpu.queue:
+        if w.state == RUNNABLE and w.vm is not vm and (w.vm.wait_since, w.vm.id) < best[:2]:
+            best = (w.vm.wait_since, w.vm.id, cpu.index)
+    return best
+
+
+def _gang_order(v: VCPU) -> tuple[float, int]:
+    return (v.vm.wait_since, v.vm.id)
+
+
+def _vcpu_order(v: VCPU) -> tuple[float, int, int]:
+    return (v.wait_since, v.vm.id, v.index)

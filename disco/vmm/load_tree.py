@@ -1,0 +1,71 @@
+"""The periodic balancer's load tree (PAPER.md, CPU management).
+
+A binary tree over the CPUs in machine order, so subtrees line up with nodes and cells. Each
+tree node holds the load (non-idle VCPUs) summed below it. A load change walks one leaf-to-root
+path, O(log CPUs); finding the heaviest or lightest CPU under a tree node walks down one path.
+The balancer therefore never scans all CPUs to decide a move.
+"""
+
+from __future__ import annotations
+
+
+class LoadTree:
+    __slots__ = ("left", "right", "lo", "size", "parent", "sum", "leaf_of", "internal")
+
+    def __init__(self, n_cpus: int) -> None:
+        self.left: list[int] = []
+        self.right: list[int] = []
+        self.lo: list[int] = []
+        self.size: list[int] = []
+        self.parent: list[int] = []
+        self.sum: list[int] = []
+        self.leaf_of = [0] * n_cpus
+        self._build(0, n_cpus, -1)
+        # Internal nodes in breadth-first order: the balancer walks from the root down.
+        order, internal = [0], []
+        for node in order:
+            if self.left[node] >= 0:
+                internal.append(node)
+                order.extend((self.left[node], self.right[node]))
+        self.internal = internal
+
+    def _build(self, lo: int, hi: int, parent: int) -> int:
+        node = len(self.lo)
+        self.left.append(-1)
+        self.right.append(-1)
+        self.lo.append(lo)
+        self.size.append(hi - lo)
+        self.parent.append(parent)
+        self.sum.append(0)
+        if hi - lo == 1:
+            self.leaf_of[lo] = node
+        else:
+            mid = (lo + hi + 1) // 2
+            self.left[node] = self._build(lo, mid, node)
+            self.right[node] = self._build(mid, hi, node)
+        return node
+
+    def update(self, cpu: int, delta: int) -> None:
+        node = self.leaf_of[cpu]
+        s, parent = self.sum, self.parent
+        while node >= 0:
+            s[node] += delta
+            node = parent[node]
+
+    def load(self, cpu: int) -> int:
+        return self.sum[self.leaf_of[cpu]]
+
+    def heaviest(self, node: int) -> int:
+        """The CPU reached by always stepping to the child with more load per CPU."""
+        left, right, s, size = self.left, self.right, self.sum, self.size
+        while left[node] >= 0:
+            a, b = left[node], right[node]
+            node = a if s[a] * size[b] >= s[b] * size[a] else b
+        return self.lo[node]
+
+    def lightest(self, node: int) -> int:
+        left, right, s, size = self.left, self.right, self.sum, self.size
+        while left[node] >= 0:
+            a, b = left[node], right[node]
+            node = a if s[a] * size[b] <= s[b] * size[a] else b
+        return self.lo[node]
