@@ -223,7 +223,8 @@ class SimConfig:
         if s.seed < 0:
             raise ConfigError("sim.seed", s.seed, "must be >= 0")
         if p.name not in POLICIES:
-            raise ConfigError("policy.name", p.name, f"unknown policy; known: {', '.join(POLICIES)}")
+            raise ConfigError("policy.name", p.name,
+                              f"unknown policy; known: {', '.join(POLICIES)}")
         _positive("policy.time_slice_ms", p.time_slice_ms)
         _positive("policy.periodic_period_ms", p.periodic_period_ms)
         _non_negative("policy.periodic_threshold", p.periodic_threshold)

@@ -35,4 +35,6 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     monitor.loop.run(until=cfg.sim.duration_s)
     metrics = monitor.metrics()
     metrics["wall_time_s"] = time.perf_counter() - wall0
-    return SimResult(metrics=metrics, timeline=monitor.timeline.columns(), vms=monitor.vm_table())
+    tables = {name: make() for name, make in monitor.extra_tables.items()}
+    return SimResult(metrics=metrics, timeline=monitor.timeline.columns(), vms=monitor.vm_table(),
+                     tables=tables)

@@ -45,6 +45,8 @@ class Migrator:
         mon.add_load(dest, 1)
         v.debt += self.cost[dist]
         mon.counters[_COUNTER[dist]] += 1
+        if mon.hooks:
+            mon.notify("on_vcpu_moved", v, src, dest)
         return dist
 
     def enqueue(self, v: VCPU, dest: CPU) -> None:

@@ -13,6 +13,8 @@ The gang scheduler (``gang.py``) decides who runs; the balancers (``idle_balance
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol
 
 from disco.config import SimConfig
 from disco.engine import EventLoop, RandomStreams
@@ -25,7 +27,16 @@ from disco.vmm.load_tree import LoadTree
 from disco.vmm.migration import Migrator
 from disco.vmm.periodic_balancer import PeriodicBalancer
 from disco.vmm.placement import Placement
-from disco.vmm.state import BLOCKED, CPU, DONE, IDLE, INF, RUNNABLE, RUNNING, VCPU, VM
+from disco.vmm.state import BLOCKED, CPU, DONE, IDLE, INF, LOST, RUNNABLE, RUNNING, VCPU, VM
+
+
+class MonitorHook(Protocol):
+    """A mechanism that follows the VMs' lives (memory, faults). Every method is optional:
+    the monitor calls those a hook defines, in the order hooks were added."""
+
+    def on_vm_arrival(self, vm: VM) -> None: ...
+    def on_vcpu_moved(self, v: VCPU, src: CPU, dst: CPU) -> None: ...
+    def on_vm_exit(self, vm: VM) -> None: ...
 
 
 class Monitor:
@@ -56,6 +67,21 @@ class Monitor:
         self.idle_balancer = IdleBalancer(self) if cfg.policy.idle_balancer else None
         self.periodic = PeriodicBalancer(self) if cfg.policy.periodic_balancer else None
         self._last_sample = (0.0, [0.0] * m.cells, [0.0] * m.cells, [0.0] * m.cells)
+        # Extension points for the memory and fault mechanisms (see MonitorHook).
+        self.hooks: list[object] = []
+        # Multiplies a VCPU's progress rate (e.g. remote-memory stalls); None: factor 1.
+        self.rate_factor: Callable[[VCPU], float] | None = None
+        self.extra_metrics: list[Callable[[], dict[str, float | int]]] = []
+        self.extra_tables: dict[str, Callable[[], dict[str, list]]] = {}
+
+    def add_hook(self, hook: object) -> None:
+        self.hooks.append(hook)
+
+    def notify(self, event: str, *args: object) -> None:
+        for hook in self.hooks:
+            method = getattr(hook, event, None)
+            if method is not None:
+                method(*args)
 
     # -- build --------------------------------------------------------------------------
     def build(self) -> None:
@@ -93,6 +119,8 @@ class Monitor:
         rate = v.vm.base_rate
         if v.spinning:
             rate *= 1.0 - v.vm.profile.spin_sensitivity
+        if self.rate_factor is not None:
+            rate *= self.rate_factor(v)
         return rate
 
     def start(self, v: VCPU, cpu: CPU, extra_debt: float = 0.0) -> None:
@@ -233,6 +261,48 @@ class Monitor:
         if vm.done_vcpus == len(vm.vcpus):
             vm.status = "done"
             vm.finish_s = self.loop.now
+            self._vm_exit(vm)
+
+    def _vm_exit(self, vm: VM) -> None:
+        self.notify("on_vm_exit", vm)
+        self.vms_open -= 1
+        if self.vms_open == 0:
+            self.loop.stop()
+
+    def kill_vm(self, vm: VM) -> None:
+        """Terminate a VM at once (fault recovery): its VCPUs leave every CPU and queue."""
+        if vm.status in ("done", "lost"):
+            return
+        was_pending = vm.status == "pending"
+        self.loop.cancel(vm.slice_event)
+        vm.slice_event = None
+        freed: list[CPU] = []
+        for v in vm.vcpus:
+            if v.state == RUNNING:
+                freed.append(self.stop(v, LOST))
+            else:
+                self.loop.cancel(v.event)
+                v.event = None
+                if v.state == RUNNABLE and v.cpu >= 0:
+                    cpu = self.cpus[v.cpu]
+                    cpu.waiting -= 1
+                    self.add_load(cpu, -1)
+                    vm.runnable -= 1
+            if v.state != DONE and v.cpu >= 0 and not was_pending:
+                self.remove_from_queue(v)
+            v.state = LOST
+        vm.running = False
+        vm.wait_since = INF
+        vm.status = "lost"
+        vm.finish_s = self.loop.now
+        for cpu in freed:
+            if not self.gang_on:
+                self.loop.cancel(cpu.slice_event)
+                cpu.slice_event = None
+            self.gang.kick(cpu)
+        if not was_pending:
+            self._vm_exit(vm)
+        else:
             self.vms_open -= 1
             if self.vms_open == 0:
                 self.loop.stop()
@@ -299,6 +369,8 @@ class Monitor:
             "vms_completed": len(done),
         }
         out.update(self.counters)
+        for extra in self.extra_metrics:
+            out.update(extra())
         return out
 
     def vm_table(self) -> dict[str, list]:

@@ -61,5 +61,6 @@ class Placement:
             cpu.waiting += 1
             mon.add_load(cpu, 1)
         vm.runnable = len(vm.vcpus)
+        mon.notify("on_vm_arrival", vm)
         for v in vm.vcpus:
             mon.gang.ensure_slice_on(mon.cpus[v.cpu])
