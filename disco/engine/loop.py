@@ -5,27 +5,43 @@ Time is a float in simulated **seconds** everywhere in disco. The heap holds pla
 the order they were scheduled, which makes runs deterministic. Cancelling an event records its
 ``seq``; the loop drops it when it reaches the top of the heap (lazy deletion keeps ``cancel``
 O(1) and the hot path free of per-event objects).
+
+The hot loop does as little as a bare ``heapq`` loop: ``stop()`` pushes a sentinel that sorts
+first and raises out of the loop, so no flag is tested per event, and the debug hook
+(``after_event``, the invariant checker) has a loop of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heappop, heappush
+from itertools import count
 from typing import Any
+
+_NEG_INF = float("-inf")
+
+
+class _Halt(Exception):
+    pass
+
+
+def _halt() -> None:
+    raise _Halt
 
 
 class EventLoop:
     """Owns the clock and the heap; model code only calls ``schedule``/``at``/``cancel``."""
 
-    __slots__ = ("now", "events", "_heap", "_seq", "_cancelled", "_stopped", "after_event")
+    __slots__ = ("now", "events", "_heap", "_next_seq", "_cancelled", "_stop_time",
+                 "after_event")
 
     def __init__(self) -> None:
         self.now: float = 0.0
         self.events: int = 0
         self._heap: list[tuple[float, int, Callable[..., Any], tuple]] = []
-        self._seq: int = 0
+        self._next_seq = count().__next__
         self._cancelled: set[int] = set()
-        self._stopped = False
+        self._stop_time: float | None = None
         # Debug hook run after every event (the invariant checker); None on the fast path.
         self.after_event: Callable[[], None] | None = None
 
@@ -33,8 +49,7 @@ class EventLoop:
         """Run ``callback(*args)`` after ``delay`` seconds; returns a handle for ``cancel``."""
         if delay < 0:
             raise ValueError(f"cannot schedule into the past (delay={delay})")
-        seq = self._seq
-        self._seq = seq + 1
+        seq = self._next_seq()
         heappush(self._heap, (self.now + delay, seq, callback, args))
         return seq
 
@@ -42,8 +57,7 @@ class EventLoop:
         """Run ``callback(*args)`` at absolute ``time`` (not before now)."""
         if time < self.now:
             raise ValueError(f"cannot schedule into the past (time={time}, now={self.now})")
-        seq = self._seq
-        self._seq = seq + 1
+        seq = self._next_seq()
         heappush(self._heap, (time, seq, callback, args))
         return seq
 
@@ -54,7 +68,9 @@ class EventLoop:
 
     def stop(self) -> None:
         """End ``run`` after the current event (e.g. when every VM has finished)."""
-        self._stopped = True
+        if self._stop_time is None:
+            self._stop_time = self.now
+            heappush(self._heap, (_NEG_INF, -1, _halt, ()))
 
     @property
     def pending(self) -> int:
@@ -65,22 +81,39 @@ class EventLoop:
         heap = self._heap
         cancelled = self._cancelled
         hook = self.after_event
-        self._stopped = False
-        events = self.events
-        while heap:
-            if heap[0][0] > until:
-                break
-            time, seq, callback, args = heappop(heap)
-            if cancelled and seq in cancelled:
-                cancelled.discard(seq)
-                continue
-            self.now = time
-            events += 1
-            callback(*args)
-            if hook is not None:
-                hook()
-            if self._stopped:
-                break
-        self.events = events
-        if not self._stopped and self.now < until:
-            self.now = until
+        events = 0
+        try:
+            if hook is None:
+                while heap:
+                    event = heappop(heap)
+                    time, seq, callback, args = event
+                    if time > until:
+                        heappush(heap, event)
+                        break
+                    if cancelled and seq in cancelled:
+                        cancelled.discard(seq)
+                        continue
+                    self.now = time
+                    events += 1
+                    callback(*args)
+            else:
+                while heap:
+                    event = heappop(heap)
+                    time, seq, callback, args = event
+                    if time > until:
+                        heappush(heap, event)
+                        break
+                    if cancelled and seq in cancelled:
+                        cancelled.discard(seq)
+                        continue
+                    self.now = time
+                    events += 1
+                    callback(*args)
+                    hook()
+            self.now = max(self.now, until)
+        except _Halt:
+            self.now = self._stop_time
+            events -= 1  # the sentinel is not an event of the model
+        finally:
+            self.events += events
+            self._stop_time = None

@@ -1,0 +1,117 @@
+"""Engine benchmark: the same process model on disco's EventLoop, a bare heapq loop and SimPy.
+
+N processes, each repeatedly waiting a random time (delays drawn up front, the same for all
+three, so only the event machinery is timed). Prints events/s of each and the ratios.
+Targets (issue 7): disco >= 0.8 x bare heapq, >= 2 x SimPy.
+
+    python benchmarks/engine.py [--events 400000] [--procs 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import time
+
+import numpy as np
+
+from disco.engine import EventLoop
+
+
+def delays_for(n_events: int, seed: int = 0) -> list[float]:
+    return np.random.default_rng(seed).exponential(1.0, n_events).tolist()
+
+
+def run_disco(n_procs: int, delays: list[float]) -> int:
+    loop = EventLoop()
+    schedule = loop.schedule
+    it = iter(delays)
+    budget = len(delays) - n_procs
+
+    def wake(i: int) -> None:
+        nonlocal budget
+        if budget > 0:
+            budget -= 1
+            schedule(next(it), wake, i)
+
+    for i in range(n_procs):
+        schedule(next(it), wake, i)
+    loop.run(until=float("inf"))
+    return loop.events
+
+
+def run_heapq(n_procs: int, delays: list[float]) -> int:
+    heap: list[tuple[float, int, object, tuple]] = []
+    it = iter(delays)
+    seq = 0
+    budget = len(delays) - n_procs
+    now = 0.0
+    events = 0
+
+    def wake(i: int) -> None:
+        nonlocal seq, budget
+        if budget > 0:
+            budget -= 1
+            seq += 1
+            heapq.heappush(heap, (now + next(it), seq, wake, (i,)))
+
+    for i in range(n_procs):
+        seq += 1
+        heapq.heappush(heap, (next(it), seq, wake, (i,)))
+    while heap:
+        now, _, cb, args = heapq.heappop(heap)
+        events += 1
+        cb(*args)
+    return events
+
+
+def run_simpy(n_procs: int, delays: list[float]) -> int:
+    import simpy
+
+    env = simpy.Environment()
+    it = iter(delays)
+    budget = [len(delays) - n_procs]
+    events = [0]
+
+    def proc(env: simpy.Environment):
+        yield env.timeout(next(it))
+        events[0] += 1
+        while budget[0] > 0:
+            budget[0] -= 1
+            yield env.timeout(next(it))
+            events[0] += 1
+
+    for _ in range(n_procs):
+        env.process(proc(env))
+    env.run()
+    return events[0]
+
+
+def best_rate(fn, n_procs: int, delays: list[float], repeats: int) -> tuple[int, float]:
+    best = 0.0
+    events = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        events = fn(n_procs, delays)
+        best = max(best, events / (time.perf_counter() - t0))
+    return events, best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=400_000)
+    ap.add_argument("--procs", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    delays = delays_for(args.events)
+    rates = {}
+    for name, fn in (("heapq", run_heapq), ("disco", run_disco), ("simpy", run_simpy)):
+        events, rate = best_rate(fn, args.procs, delays, args.repeats)
+        rates[name] = rate
+        print(f"{name:6s} {events:>9d} events  {rate / 1e6:6.2f} M events/s")
+    print(f"disco / heapq = {rates['disco'] / rates['heapq']:.2f}  (target >= 0.8)")
+    print(f"disco / simpy = {rates['disco'] / rates['simpy']:.2f}  (target >= 2)")
+
+
+if __name__ == "__main__":
+    main()
