@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WORKLOAD_TYPES = ("raytrace", "pmake", "database", "webserver")
-POLICIES = ("cellular_disco",)
+POLICIES = ("cellular_disco", "disco_one_cell", "fixed_partition", "smp_os")
+# Policies whose whole machine is one cell (one monitor or one OS: no fault containment).
+ONE_CELL_POLICIES = ("disco_one_cell", "smp_os")
 
 
 class ConfigError(ValueError):
@@ -106,7 +108,8 @@ class VMGroup:
     work_s: float = 5.0
     arrival_s: float = 0.0  # first VM of the group arrives here
     spacing_s: float = 0.0  # later VMs of the group follow at this spacing
-    home_cell: int | None = None  # pin the group's home cell (null: least-loaded cells)
+    # Pin the home cell (null: least-loaded cells; one-cell policies ignore it).
+    home_cell: int | None = None
 
 
 def _default_vms() -> list[VMGroup]:
@@ -155,6 +158,9 @@ class PolicyConfig:
     cache_warmup_slowdown: float = 0.5  # [A] progress rate while the cache re-warms
     trap_cost: float = 0.2  # [A] overhead per unit kernel_fraction (9 % worst on 1 CPU)
     vcpu_scaling_cost: float = 0.05  # [A] extra per doubling of VCPUs (20 % on 32 CPUs)
+    # [A] Kernel contention of a commodity OS: slowdown per unit kernel_fraction per doubling
+    # of the CPUs one OS instance spans (a guest's VCPUs, a partition, or the SMP machine).
+    os_contention: float = 0.15
 
 
 @dataclass(slots=True)
@@ -187,6 +193,8 @@ class SimConfig:
     # -- derived topology -------------------------------------------------------------
     @property
     def nodes_per_cell(self) -> int:
+        if self.policy.name in ONE_CELL_POLICIES:
+            return self.machine.nodes
         if self.cells.nodes_per_cell is not None:
             return self.cells.nodes_per_cell
         assert self.cells.count is not None
@@ -204,32 +212,22 @@ class SimConfig:
         _positive("machine.memory_per_node_mb", m.memory_per_node_mb)
         for key in ("local_latency_ns", "remote_latency_ns", "hop_latency_ns"):
             _non_negative(f"machine.{key}", getattr(m, key))
-        if (c.count is None) == (c.nodes_per_cell is None):
-            raise ConfigError("cells.count", c.count, "give exactly one of cells.count and "
-                              f"cells.nodes_per_cell (nodes_per_cell={c.nodes_per_cell!r})")
-        if c.count is not None:
-            _positive("cells.count", c.count)
-            if m.nodes % c.count:
-                raise ConfigError("cells.count", c.count,
-                                  f"must divide machine.nodes={m.nodes} (cells are whole nodes)")
-        else:
-            _positive("cells.nodes_per_cell", c.nodes_per_cell)
-            if m.nodes % c.nodes_per_cell:
-                raise ConfigError("cells.nodes_per_cell", c.nodes_per_cell,
-                                  f"must divide machine.nodes={m.nodes}")
+        if p.name not in POLICIES:
+            raise ConfigError("policy.name", p.name,
+                              f"unknown policy; known: {', '.join(POLICIES)}")
+        if p.name not in ONE_CELL_POLICIES:  # those make the whole machine one cell
+            _check_cells(m, c)
         _positive("sim.duration_s", s.duration_s)
         _positive("sim.sample_interval_s", s.sample_interval_s)
         _positive("sim.replicates", s.replicates)
         if s.seed < 0:
             raise ConfigError("sim.seed", s.seed, "must be >= 0")
-        if p.name not in POLICIES:
-            raise ConfigError("policy.name", p.name,
-                              f"unknown policy; known: {', '.join(POLICIES)}")
         _positive("policy.time_slice_ms", p.time_slice_ms)
         _positive("policy.periodic_period_ms", p.periodic_period_ms)
         _non_negative("policy.periodic_threshold", p.periodic_threshold)
         for key in ("rpc_us", "context_switch_us", "migration_node_us", "migration_cell_us",
-                    "migration_remote_us", "cache_warmup_ms", "trap_cost", "vcpu_scaling_cost"):
+                    "migration_remote_us", "cache_warmup_ms", "trap_cost", "vcpu_scaling_cost",
+                    "os_contention"):
             _non_negative(f"policy.{key}", getattr(p, key))
         if not 0.0 < p.cache_warmup_slowdown <= 1.0:
             raise ConfigError("policy.cache_warmup_slowdown", p.cache_warmup_slowdown,
@@ -265,12 +263,35 @@ class SimConfig:
             if g.vcpus > cpus:
                 raise ConfigError(f"{key}.vcpus", g.vcpus,
                                   f"a VM's VCPUs need distinct CPUs; the machine has {cpus}")
-            if g.home_cell is not None and not 0 <= g.home_cell < cells:
+            per_cell = self.nodes_per_cell * m.cpus_per_node
+            if p.name == "fixed_partition" and g.vcpus > per_cell:
+                raise ConfigError(f"{key}.vcpus", g.vcpus,
+                                  f"policy fixed_partition binds a VM to one partition (cell) of "
+                                  f"{per_cell} CPUs")
+            # One-cell policies ignore home_cell, so one mix compares across every policy.
+            if (g.home_cell is not None and p.name not in ONE_CELL_POLICIES
+                    and not 0 <= g.home_cell < cells):
                 raise ConfigError(f"{key}.home_cell", g.home_cell, f"the machine has {cells} cells")
             total_vcpus += g.count * g.vcpus
         if not p.overcommit_vcpus and total_vcpus > cpus:
             raise ConfigError("policy.overcommit_vcpus", p.overcommit_vcpus,
                               f"the mix has {total_vcpus} VCPUs for {cpus} CPUs")
+
+
+def _check_cells(m: MachineConfig, c: CellsConfig) -> None:
+    if (c.count is None) == (c.nodes_per_cell is None):
+        raise ConfigError("cells.count", c.count, "give exactly one of cells.count and "
+                          f"cells.nodes_per_cell (nodes_per_cell={c.nodes_per_cell!r})")
+    if c.count is not None:
+        _positive("cells.count", c.count)
+        if m.nodes % c.count:
+            raise ConfigError("cells.count", c.count,
+                              f"must divide machine.nodes={m.nodes} (cells are whole nodes)")
+    else:
+        _positive("cells.nodes_per_cell", c.nodes_per_cell)
+        if m.nodes % c.nodes_per_cell:
+            raise ConfigError("cells.nodes_per_cell", c.nodes_per_cell,
+                              f"must divide machine.nodes={m.nodes}")
 
 
 def _positive(key: str, value: float | int | None) -> None:

@@ -1,10 +1,13 @@
 """The policy interface and the registry that picks one by ``policy.name``.
 
-A policy variant is a small class plus a YAML file in ``conf/policy/``.
+A policy says what distinguishes a system from the others: how fast guest work runs (the cost
+of virtualization and of the OS's own kernel contention) and which scheduling rules apply. A
+policy variant is a small class here plus a YAML file in ``conf/policy/``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from disco.config import PolicyConfig, SimConfig, WorkloadProfile
@@ -12,17 +15,35 @@ from disco.config import PolicyConfig, SimConfig, WorkloadProfile
 
 class Policy(Protocol):
     name: str
+    gang: bool  # gang-schedule each VM's VCPUs (a monitor running guest OSes)
+    spin_penalty: bool  # a descheduled sibling makes the others spin (a guest cannot know)
+    cross_cell_moves: bool  # may a VCPU ever move to another cell
 
     def virtualization_rate(self, profile: WorkloadProfile, vcpus: int) -> float:
-        """Guest progress per CPU-second once the monitor's trap handling is paid."""
+        """Guest progress per CPU-second for a VM of ``vcpus`` VCPUs running ``profile``."""
         ...
 
 
+def os_contention_rate(cfg: PolicyConfig, profile: WorkloadProfile, cpus: int) -> float:
+    """Kernel contention of one commodity-OS instance spanning ``cpus`` CPUs [A].
+
+    Kernel-intensive work scales worse with the CPUs its OS spans (locks, TLB shootdowns):
+    ``1 / (1 + kernel_fraction * os_contention * log2(cpus))``. It applies to a guest OS over
+    its VCPUs and to a native OS over its partition or machine alike, so comparisons between
+    them isolate the monitor's own cost.
+    """
+    return 1.0 / (1.0 + profile.kernel_fraction * cfg.os_contention * math.log2(max(cpus, 1)))
+
+
 def make_policy(cfg: SimConfig) -> Policy:
-    from disco.policies.cellular_disco import CellularDisco
+    from disco.policies.cellular_disco import CellularDisco, DiscoOneCell
+    from disco.policies.fixed_partition import FixedPartition
+    from disco.policies.smp_os import SmpOs
 
-    registry = {"cellular_disco": CellularDisco}
-    return registry[cfg.policy.name](cfg.policy)
-
-
-__all__ = ["Policy", "PolicyConfig", "make_policy"]
+    registry: dict[str, type] = {
+        "cellular_disco": CellularDisco,
+        "disco_one_cell": DiscoOneCell,
+        "fixed_partition": FixedPartition,
+        "smp_os": SmpOs,
+    }
+    return registry[cfg.policy.name](cfg)

@@ -39,7 +39,7 @@ class GangScheduler:
         self.mon = mon
         self.loop = mon.loop
         self.cpus = mon.cpus
-        self.gang = p.gang
+        self.gang = mon.gang_on
         self.slice = p.time_slice_ms * 1e-3
         self.rpc = p.rpc_us * 1e-6
         self.switch_cost = p.context_switch_us * 1e-6

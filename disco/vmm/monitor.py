@@ -60,7 +60,8 @@ class Monitor:
             "balancer_moves_idle": 0, "balancer_moves_periodic": 0, "gang_preemptions": 0,
         }
         self.vms_open = 0  # arrived or pending, not finished
-        self.gang_on = cfg.policy.gang
+        self.gang_on = policy.gang
+        self.spin_penalty = policy.spin_penalty
         self.migrator = Migrator(self)
         self.gang = GangScheduler(self)
         self.placement = Placement(self)
@@ -189,7 +190,7 @@ class Monitor:
 
     def respin(self, vm: VM) -> None:
         """Gang scheduling off: a running VCPU spins while any sibling waits descheduled."""
-        spin = vm.runnable > 0 and vm.profile.spin_sensitivity > 0.0
+        spin = self.spin_penalty and vm.runnable > 0 and vm.profile.spin_sensitivity > 0.0
         for u in vm.vcpus:
             if u.state == RUNNING and u.spinning != spin:
                 self.account(u)

@@ -26,6 +26,7 @@ class PeriodicBalancer:
         self.period = p.periodic_period_ms * 1e-3
         self.half_threshold = p.periodic_threshold / 2.0
         self.allow_split = p.allow_cell_split
+        self.cross_cell = mon.policy.cross_cell_moves
         mon.loop.schedule(self.period, self.tick)
 
     def tick(self) -> None:
@@ -58,6 +59,8 @@ class PeriodicBalancer:
 
     def _pick(self, src: CPU, dst: CPU) -> VCPU | None:
         cross = self.mon.machine.distance(src.index, dst.index) == OTHER_CELL
+        if cross and not self.cross_cell:
+            return None
         best: VCPU | None = None
         best_key: tuple = ()
         for v in src.queue:
