@@ -61,3 +61,17 @@ def test_named_streams_do_not_shift_each_other():
     b.get("faults").random(100)  # a new stream drawn first must not change "workload"
     assert b.get("workload").random(3).tolist() == first
     assert RandomStreams(8).get("workload").random(3).tolist() != first
+
+
+def test_a_stopped_run_resumes_with_the_remaining_events():
+    loop = EventLoop()
+    seen = []
+    loop.schedule(1.0, lambda: (seen.append(1), loop.stop()))
+    loop.schedule(2.0, seen.append, 2)
+    loop.schedule(9.0, seen.append, 9)
+    loop.run(until=5.0)
+    assert seen == [1] and loop.now == 1.0 and loop.events == 1
+    loop.run(until=5.0)
+    assert seen == [1, 2] and loop.now == 5.0
+    loop.run(until=10.0)
+    assert seen == [1, 2, 9] and loop.events == 3

@@ -6,19 +6,20 @@ the order they were scheduled, which makes runs deterministic. Cancelling an eve
 ``seq``; the loop drops it when it reaches the top of the heap (lazy deletion keeps ``cancel``
 O(1) and the hot path free of per-event objects).
 
-The hot loop does as little as a bare ``heapq`` loop: ``stop()`` pushes a sentinel that sorts
-first and raises out of the loop, so no flag is tested per event, and the debug hook
-(``after_event``, the invariant checker) has a loop of its own.
+The hot loop does as little as a bare ``heapq`` loop: the end of the run and ``stop()`` are
+sentinel events that raise out of the loop, so no time or flag is tested per event, and the
+debug hook (``after_event``, the invariant checker) has a loop of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from itertools import count
 from typing import Any
 
 _NEG_INF = float("-inf")
+_AFTER_ALL = float("inf")  # seq of the end sentinel: after every event at the same time
 
 
 class _Halt(Exception):
@@ -82,14 +83,14 @@ class EventLoop:
         cancelled = self._cancelled
         hook = self.after_event
         events = 0
+        # A sentinel at ``until`` that sorts after every real event at that time ends the run,
+        # so the hot loop compares no times and never finds the heap empty.
+        end = (until, _AFTER_ALL, _halt, ())
+        heappush(heap, end)
         try:
             if hook is None:
-                while heap:
-                    event = heappop(heap)
-                    time, seq, callback, args = event
-                    if time > until:
-                        heappush(heap, event)
-                        break
+                while True:
+                    time, seq, callback, args = heappop(heap)
                     if cancelled and seq in cancelled:
                         cancelled.discard(seq)
                         continue
@@ -97,12 +98,8 @@ class EventLoop:
                     events += 1
                     callback(*args)
             else:
-                while heap:
-                    event = heappop(heap)
-                    time, seq, callback, args = event
-                    if time > until:
-                        heappush(heap, event)
-                        break
+                while True:
+                    time, seq, callback, args = heappop(heap)
                     if cancelled and seq in cancelled:
                         cancelled.discard(seq)
                         continue
@@ -110,10 +107,14 @@ class EventLoop:
                     events += 1
                     callback(*args)
                     hook()
-            self.now = max(self.now, until)
         except _Halt:
-            self.now = self._stop_time
-            events -= 1  # the sentinel is not an event of the model
+            events -= 1  # the sentinel that halted is not an event of the model
+            if self._stop_time is not None:
+                self.now = self._stop_time
+                heap.remove(end)  # stopped early: the end sentinel is still queued
+                heapify(heap)
+            else:
+                self.now = until
         finally:
             self.events += events
             self._stop_time = None
