@@ -16,7 +16,7 @@ test: setup
 	$(PY) -m pytest
 
 run: setup
-	$(PY) -m disco.cli
+	$(PY) experiments/reproduce.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,97 @@
+"""``conf/`` + overrides -> config, with Hydra's compose API (no ``@hydra.main``, no output dirs).
+
+Hydra is used for what it is good at: config groups, defaults lists, the override grammar and
+its error messages. Launching runs is ``disco.framework.sweep``'s job (see docs/framework.md).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from disco.framework import schema
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from disco.config import SimConfig
+
+
+def project_root() -> Path:
+    """The checkout holding ``disco/`` and ``conf/`` (the package is installed editable)."""
+    import disco
+
+    return Path(disco.__file__).resolve().parent.parent
+
+
+def conf_dir() -> Path:
+    """``$DISCO_CONF_DIR`` if set, else ``<project>/conf``."""
+    env = os.environ.get("DISCO_CONF_DIR")
+    return Path(env).resolve() if env else project_root() / "conf"
+
+
+@cache
+def _group_names(root: str) -> frozenset[str]:
+    return frozenset(p.name for p in Path(root).iterdir() if p.is_dir())
+
+
+def group_names() -> frozenset[str]:
+    """Config groups = sub-directories of ``conf/`` (``machine``, ``cells``, ``experiment`` ...)."""
+    return _group_names(str(conf_dir()))
+
+
+def compose_dictconfig(overrides: list[str]) -> DictConfig:
+    """Compose the primary config with Hydra; the result keeps Hydra's ``hydra`` node.
+
+    Costs ~50-100 ms, so the sweep planner calls it once per distinct group selection.
+    """
+    from hydra import compose, initialize_config_dir
+
+    schema.register()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="disco"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def choices_of(cfg: DictConfig) -> dict[str, str | None]:
+    """Selected option per config group (``machine: origin2000_32`` ...), Hydra's own groups out."""
+    choices = cfg.hydra.runtime.choices
+    return {
+        str(k): (None if v is None else str(v))
+        for k, v in choices.items()
+        if not str(k).startswith("hydra") and k != schema.SCHEMA_NAME
+    }
+
+
+def drop_hydra(cfg: DictConfig) -> DictConfig:
+    """Remove the ``hydra`` node in place (it holds job-time interpolations that cannot resolve)."""
+    from omegaconf import open_dict
+
+    if "hydra" in cfg:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved plain dict without the ``hydra`` node."""
+    from omegaconf import OmegaConf
+
+    if "hydra" in cfg:
+        cfg = drop_hydra(cfg.copy())
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(data, dict)
+    return data
+
+
+def compose_sim_config(overrides: list[str]) -> SimConfig:
+    """``disco.config.compose``: one validated SimConfig from ``conf/`` and Hydra overrides.
+
+    Framework keys (study, sweep, ray, results_dir) are accepted and dropped; sweeps
+    (``a=1,2``) are a Hydra error here, as they are without ``-m``.
+    """
+    from disco.config import SimConfig
+
+    sim, _ = schema.split_framework(to_container(compose_dictconfig(overrides)))
+    return SimConfig.from_dict(sim)

@@ -1,0 +1,134 @@
+"""Run a batch of runs and write each run's files: the body of a Ray task, or of a serial loop.
+
+The same function runs in both places, so serial and Ray sweeps produce the same rows. It takes
+plain, already validated config dicts (composed once by the driver), rebuilds the SimConfig
+(cheap) and calls the task, ``disco.runner:simulate`` unless ``sweep.task`` says otherwise. A
+run that raises becomes a row with ``status=failed`` and its traceback; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from disco.framework import results
+from disco.framework.provenance import now_iso
+
+
+@dataclass(slots=True)
+class RunSpec:
+    """One run: a validated SimConfig as a plain dict, with this replicate's seed in it."""
+
+    key: str
+    study: str
+    config: dict[str, Any]
+    replicate: int
+    seed: int
+    base_seed: int
+    # Columns the metrics row carries besides the metrics: group choices, override values.
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What every run of a sweep shares; shipped once per Ray task."""
+
+    results_dir: str  # absolute
+    task: str
+    code_version: str
+    provenance: dict[str, Any]
+
+
+@dataclass(slots=True)
+class RunSummary:
+    key: str
+    status: str  # "ok" | "failed"
+    error: str | None
+    row: dict[str, Any]
+
+
+_tasks: dict[str, Callable[[Any], Any]] = {}
+
+
+def load_task(path: str) -> Callable[[Any], Any]:
+    """``"package.module:function"`` -> the function (cached per process)."""
+    fn = _tasks.get(path)
+    if fn is None:
+        module, sep, name = path.partition(":")
+        if not sep or not module or not name:
+            raise ValueError(f"sweep.task={path!r}: expected 'module:function'")
+        fn = getattr(importlib.import_module(module), name)
+        _tasks[path] = fn
+    return fn
+
+
+def run_batch(specs: list[RunSpec], ctx: RunContext) -> list[RunSummary]:
+    return [run_one(spec, ctx) for spec in specs]
+
+
+def base_row(spec: RunSpec, ctx: RunContext, status: str, error: str | None) -> dict[str, Any]:
+    return {
+        "key": spec.key, "study": spec.study, "status": status,
+        "replicate": spec.replicate, "seed": spec.seed, "base_seed": spec.base_seed,
+        **spec.columns,
+        "error": error, "code_version": ctx.code_version,
+    }
+
+
+def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
+    from disco.config import SimConfig
+
+    path = results.run_dir(ctx.results_dir, spec.study, spec.key)
+    results.prepare(path)
+    started = now_iso()
+    t0 = time.perf_counter()
+    result, error = None, None
+    try:
+        task = load_task(ctx.task)
+        result = task(SimConfig.from_dict(spec.config))
+        metrics = dict(result.metrics)
+        status = "ok"
+    except Exception:
+        error = traceback.format_exc()
+        metrics, status = {}, "failed"
+    run_wall = time.perf_counter() - t0
+    ended = now_iso()
+    row = base_row(spec, ctx, status, error)
+    row.update(metrics)
+    row.update({"run_wall_s": run_wall, "started_at": started, "ended_at": ended,
+                "host": socket.gethostname()})
+    write_outputs(path, spec, ctx, row, result, error, started, ended)
+    return RunSummary(spec.key, status, error, row)
+
+
+def write_outputs(path: Any, spec: RunSpec, ctx: RunContext, row: dict[str, Any], result: Any,
+                  error: str | None, started: str, ended: str) -> None:
+    prov = {
+        **ctx.provenance,
+        "key": spec.key, "study": spec.study, "task": ctx.task,
+        "seed": spec.seed, "base_seed": spec.base_seed, "replicate": spec.replicate,
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "started_at": started, "ended_at": ended, "status": row["status"],
+    }
+    results.write_run(path, row=row, config=spec.config, provenance=prov, result=result,
+                      error=error)
+
+
+def record_lost(spec: RunSpec, ctx: RunContext, reason: str) -> RunSummary:
+    """A run whose worker died: keep what it finished, else write a failed row for it."""
+    path = results.run_dir(ctx.results_dir, spec.study, spec.key)
+    row = results.read_row(path)
+    if row is not None:  # the worker finished this run before it died
+        return RunSummary(spec.key, str(row.get("status")), row.get("error"), row)
+    results.prepare(path)
+    now = now_iso()
+    row = base_row(spec, ctx, "failed", reason)
+    row.update({"run_wall_s": None, "started_at": None, "ended_at": now, "host": None})
+    write_outputs(path, spec, ctx, row, None, reason, "", now)
+    return RunSummary(spec.key, "failed", reason, row)

@@ -1,0 +1,127 @@
+"""Fan batches of runs out on Ray: a private local Ray by default, or an existing cluster.
+
+One Ray task runs a *batch* of runs (``execute.run_batch``), so a sweep of thousands of
+millisecond-long runs pays Ray's per-task overhead a few dozen times, not thousands. Tasks are
+not retried (``max_retries=0``): a batch whose worker dies is reported back, and the driver
+records each of its unfinished runs as failed (finished ones are already on disk).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
+
+LOCAL = "local"
+
+
+def is_serial(ray_cfg: dict[str, Any]) -> bool:
+    addr = ray_cfg.get("address")
+    return addr is None or str(addr).lower() in ("none", "null", "", "serial")
+
+
+def _env() -> None:
+    # Must be set before `import ray`: keep a local Ray on this host, without auth prompts.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def _short_temp_dir() -> str:
+    # Ray puts unix sockets under its temp dir; their paths must stay under ~107 bytes.
+    path = Path(tempfile.gettempdir()) / f"disco-ray-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def _pythonpath() -> str:
+    """What local workers need on sys.path to import a task module the driver can import."""
+    parts = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
+    """Start or attach to Ray as configured; return True if this call started it.
+
+    If Ray is already initialized in this process (a notebook, the test session), use it.
+    """
+    _env()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = str(ray_cfg.get("address") or LOCAL)
+    runtime_env = dict(ray_cfg.get("runtime_env") or {})
+    common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
+                              "log_to_driver": True}
+    if address == LOCAL:
+        env_vars = {"PYTHONPATH": _pythonpath(), **runtime_env.pop("env_vars", {})}
+        mem = ray_cfg.get("object_store_memory_mb")
+        ray.init(
+            address=LOCAL,
+            num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
+            object_store_memory=int(mem) * 2**20 if mem else None,
+            _temp_dir=ray_cfg.get("temp_dir") or _short_temp_dir(),
+            _node_ip_address="127.0.0.1",
+            runtime_env={"env_vars": env_vars, **runtime_env},
+            **common,
+        )
+    else:
+        if ray_cfg.get("ship_code", True):
+            runtime_env.setdefault("working_dir", str(project_root))
+            runtime_env.setdefault("excludes", [
+                ".git", ".venv", "results", "outputs", "multirun", "*.parquet", "*.png",
+                ".ruff_cache", ".pytest_cache", ".hypothesis", "__pycache__",
+            ])
+        ray.init(address=address, runtime_env=runtime_env or None, **common)
+    return True
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def batches(specs: list[RunSpec], size: int | None, cpus: int) -> Iterator[list[RunSpec]]:
+    """Fixed-size chunks; by default ~8 per CPU (load balance) and at most 100 runs each."""
+    if not size:
+        size = min(100, max(1, math.ceil(len(specs) / (8 * cpus))))
+    for i in range(0, len(specs), size):
+        yield specs[i:i + size]
+
+
+def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_root: Path,
+        batch_size: int | None, on_summary: Callable[[RunSummary], None],
+        tick: Callable[[], None] = lambda: None) -> None:
+    """Run every spec on Ray, calling ``on_summary`` once per run as results come back."""
+    import ray
+    from ray.exceptions import RayError
+
+    started = init(ray_cfg, project_root)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
+        ctx_ref = ray.put(ctx)
+        pending: dict[Any, list[RunSpec]] = {
+            remote.remote(b, ctx_ref): b for b in batches(specs, batch_size, cluster_cpus())
+        }
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                batch = pending.pop(ref)
+                try:
+                    summaries = ray.get(ref)
+                except RayError as exc:  # the worker died (or the task could not be run)
+                    reason = f"ray task failed: {type(exc).__name__}: {exc}"
+                    summaries = [record_lost(s, ctx, reason) for s in batch]
+                for s in summaries:
+                    on_summary(s)
+            tick()
+    finally:
+        if started:
+            ray.shutdown()
