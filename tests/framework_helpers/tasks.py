@@ -1,0 +1,30 @@
+"""Sweep tasks for tests (``sweep.task=framework_helpers.tasks:<name>``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from disco import SimConfig, SimResult, simulate
+
+BAD_PERIOD_MS = 13.0
+
+
+def fail_on_13(cfg: SimConfig) -> SimResult:
+    """Raises for policy.periodic_period_ms=13, simulates otherwise."""
+    if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        raise RuntimeError("unlucky period: 13 ms")
+    return simulate(cfg)
+
+
+def die_on_13(cfg: SimConfig) -> SimResult:
+    """Kills its own process (a Ray worker dying) for policy.periodic_period_ms=13."""
+    if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        os._exit(3)
+    return simulate(cfg)
+
+
+def slow(cfg: SimConfig) -> SimResult:
+    """A run long enough to kill a sweep half-way through."""
+    time.sleep(0.1)
+    return simulate(cfg)

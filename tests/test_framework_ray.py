@@ -1,0 +1,81 @@
+"""Sweeps on a real local Ray (2 CPUs), started once per test session and shut down after.
+
+Every sweep here finds Ray already initialized in the process and uses it, as a notebook would.
+"""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+import pytest
+from framework_helpers.common import FAST, ROOT, TESTS, metric_columns, runs_table
+
+from disco.cli import main
+
+SWEEP = ["-m", *FAST, "policy=cellular_disco,no_balancers", "policy.gang=true,false",
+         "sim.replicates=2"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_ray():
+    from disco.framework import ray_backend
+
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100,
+                                "runtime_env": {"env_vars": env}}, ROOT)
+    import ray
+
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_multirun_on_ray_writes_one_row_per_run_and_gathers_runs_parquet(tmp_path, local_ray):
+    assert local_ray.is_initialized()
+    assert main([*SWEEP, f"results_dir={tmp_path}", "sweep.batch_size=3"]) == 0
+    df = runs_table(tmp_path)
+    assert df.height == 8 and df["key"].n_unique() == 8
+    assert (df["status"] == "ok").all()
+    assert set(df["policy"]) == {"cellular_disco", "no_balancers"}
+    runs = sorted(p.parent.name for p in (tmp_path / "default" / "runs").glob("*/metrics.parquet"))
+    assert runs == sorted(df["key"])
+    # Ray ran them in worker processes, not here.
+    pids = {int(p.read_text().split('"pid": ')[1].split(",")[0])
+            for p in (tmp_path / "default" / "runs").glob("*/provenance.json")}
+    assert os.getpid() not in pids
+
+
+def test_serial_and_ray_sweeps_give_identical_metrics(tmp_path):
+    sweep = [*SWEEP, "sim.duration_s=3"]  # long enough for the balancers to act
+    assert main([*sweep, f"results_dir={tmp_path / 'ray'}"]) == 0
+    assert main([*sweep, f"results_dir={tmp_path / 'serial'}", "sweep.serial=true"]) == 0
+    on_ray = runs_table(tmp_path / "ray").sort("key")
+    serial = runs_table(tmp_path / "serial").sort("key")
+    assert on_ray["key"].to_list() == serial["key"].to_list()
+    cols = metric_columns(serial)
+    assert len(cols) > 5
+    assert on_ray.select(cols).equals(serial.select(cols))
+
+
+def test_a_run_that_raises_on_ray_is_recorded_failed_and_the_rest_go_on(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+            "sweep.task=framework_helpers.tasks:fail_on_13", "policy.periodic_period_ms=13,50,100"]
+    assert main(args) == 1
+    assert "1 failed" in capsys.readouterr().err
+    df = runs_table(tmp_path)
+    assert df.height == 3
+    assert df.filter(pl.col("status") == "failed")["policy.periodic_period_ms"].to_list() == [13.0]
+    assert "RuntimeError" in df.filter(pl.col("status") == "failed")["error"][0]
+
+
+def test_a_ray_worker_that_dies_is_recorded_failed(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+            "sweep.task=framework_helpers.tasks:die_on_13", "policy.periodic_period_ms=13,50"]
+    assert main(args) == 1
+    assert "1 failed" in capsys.readouterr().err
+    df = runs_table(tmp_path)
+    assert df.height == 2
+    failed = df.filter(pl.col("status") == "failed").to_dicts()
+    assert [r["policy.periodic_period_ms"] for r in failed] == [13.0]
+    assert "ray task failed" in failed[0]["error"]

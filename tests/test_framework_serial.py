@@ -1,0 +1,105 @@
+"""Sweeps without Ray: files of a run, skip and force, failures, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import polars as pl
+import yaml
+from framework_helpers.common import FAST, disco_subprocess, metric_columns, runs_table
+
+from disco import SimConfig, simulate
+from disco.cli import main
+from disco.framework.plan import make_plan
+from disco.framework.sweep import run_sweep
+
+FILES = ("metrics.parquet", "timeline.parquet", "vms.parquet", "config.yaml", "provenance.json")
+
+
+def test_single_run_writes_its_files_and_prints_a_metrics_table(tmp_path, capsys):
+    assert main([*FAST, f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu_utilization" in out and "runs.parquet" in out
+    (run,) = (tmp_path / "default" / "runs").iterdir()
+    for name in FILES:
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*.tmp"))
+    prov = json.loads((run / "provenance.json").read_text())
+    assert {"git_commit", "git_dirty", "packages", "host", "seed", "started_at",
+            "ended_at"} <= set(prov)
+    row = pl.read_parquet(run / "metrics.parquet").to_dicts()[0]
+    assert row["status"] == "ok" and row["key"] == run.name and row["seed"] == prov["seed"]
+    timeline = pl.read_parquet(run / "timeline.parquet")
+    assert timeline.height > 0 and set(timeline["key"]) == {run.name}
+
+
+def test_config_yaml_reproduces_the_run_alone(tmp_path):
+    assert main([*FAST, f"results_dir={tmp_path}", "sim.seed=3"]) == 0
+    (run,) = (tmp_path / "default" / "runs").iterdir()
+    cfg = SimConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    alone = simulate(cfg).metrics
+    row = pl.read_parquet(run / "metrics.parquet").to_dicts()[0]
+    for name, value in alone.items():
+        if name != "wall_time_s":
+            assert row[name] == value or (math.isnan(row[name]) and math.isnan(value)), name
+
+
+def test_rerun_skips_complete_runs_and_force_reruns_them(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true",
+            "policy=cellular_disco,no_balancers", "sim.replicates=2"]
+    assert main(args) == 0
+    first = runs_table(tmp_path)
+    assert first.height == 4 and first["key"].n_unique() == 4
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 done, 4 skipped" in capsys.readouterr().err
+    assert main([*args, "sweep.force=true"]) == 0
+    assert "4 done, 0 skipped" in capsys.readouterr().err
+    again = runs_table(tmp_path)
+    cols = metric_columns(first)
+    assert again.select(cols).equals(first.select(cols))
+
+
+def test_a_run_that_raises_is_recorded_failed_and_the_sweep_goes_on(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true",
+            "sweep.task=framework_helpers.tasks:fail_on_13",
+            "policy.periodic_period_ms=13,50,100"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "unlucky period" in err and "1 failed" in err
+    df = runs_table(tmp_path)
+    assert df.height == 3
+    bad = df.filter(pl.col("policy.periodic_period_ms") == 13.0).to_dicts()[0]
+    assert bad["status"] == "failed" and "RuntimeError: unlucky period" in bad["error"]
+    assert set(df.filter(pl.col("status") == "ok")["policy.periodic_period_ms"]) == {50.0, 100.0}
+    # Failed runs are not complete: the next invocation retries only them.
+    assert main(args) == 1
+    assert "0 done, 2 skipped (already complete), 1 failed" in capsys.readouterr().err
+
+
+def test_sweep_killed_with_sigkill_resumes_without_duplicates(tmp_path):
+    n = 30
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true",
+            "sweep.task=framework_helpers.tasks:slow", f"sim.replicates={n}"]
+    proc = disco_subprocess(*args)
+    runs = tmp_path / "default" / "runs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(runs.glob("*/metrics.parquet"))) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = len(list(runs.glob("*/metrics.parquet")))
+    assert 5 <= done_before < n, "the sweep should have been killed half-way"
+    assert not (tmp_path / "default" / "runs.parquet").exists()
+
+    plan = make_plan(args[1:])
+    outcome = run_sweep(plan)
+    assert outcome.skipped == done_before and outcome.done == n - done_before
+    df = runs_table(tmp_path)
+    assert df.height == n and df["key"].n_unique() == n
+    assert sorted(df["replicate"]) == list(range(n))
+    assert (df["status"] == "ok").all()
+    assert not list(runs.glob("*/.*.tmp"))
