@@ -65,7 +65,18 @@ class EventLoop:
     def cancel(self, handle: int | None) -> None:
         """Forget a scheduled event; cancelling twice or after it ran is harmless."""
         if handle is not None:
-            self._cancelled.add(handle)
+            cancelled = self._cancelled
+            cancelled.add(handle)
+            # Cancelled events far in the future would bloat the heap (every pop pays for its
+            # depth): once they outnumber the live ones, drop them all. Amortised O(1).
+            if len(cancelled) > 64 and 2 * len(cancelled) > len(self._heap):
+                self._compact()
+
+    def _compact(self) -> None:
+        heap, cancelled = self._heap, self._cancelled
+        heap[:] = [event for event in heap if event[1] not in cancelled]  # in place: run holds it
+        heapify(heap)
+        cancelled.clear()
 
     def stop(self) -> None:
         """End ``run`` after the current event (e.g. when every VM has finished)."""
