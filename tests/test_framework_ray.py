@@ -79,3 +79,43 @@ def test_a_ray_worker_that_dies_is_recorded_failed(tmp_path, capsys):
     failed = df.filter(pl.col("status") == "failed").to_dicts()
     assert [r["policy.periodic_period_ms"] for r in failed] == [13.0]
     assert "ray task failed" in failed[0]["error"]
+
+
+def _tree(root: int) -> set[int]:
+    from disco.framework.reaper import _descendants, _table
+
+    return set(_descendants(root, _table()))
+
+
+def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path):
+    import signal
+    import time
+
+    from framework_helpers.common import disco_subprocess
+
+    n = 40
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=2", "ray.num_cpus=2",
+            "sweep.task=framework_helpers.tasks:slow", f"sim.replicates={n}"]
+    proc = disco_subprocess(*args)  # its own private local Ray
+    runs = tmp_path / "default" / "runs"
+    deadline = time.monotonic() + 90
+    tree: set[int] = set()
+    while time.monotonic() < deadline and len(list(runs.glob("*/metrics.parquet"))) < 6:
+        tree |= _tree(proc.pid)
+        time.sleep(0.1)
+    tree |= _tree(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert len(tree) > 3, "the sweep should have started Ray processes"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in tree):
+        time.sleep(0.2)
+    alive = [p for p in tree if os.path.exists(f"/proc/{p}")
+             and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert not alive, f"left behind: {alive}"
+    done_before = len(list(runs.glob("*/metrics.parquet")))
+    assert done_before < n
+
+    assert main([arg for arg in args if not arg.startswith("ray.")]) == 0  # the session Ray
+    df = runs_table(tmp_path)
+    assert df.height == n and df["key"].n_unique() == n and (df["status"] == "ok").all()

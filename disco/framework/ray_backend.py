@@ -103,7 +103,16 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     import ray
     from ray.exceptions import RayError
 
-    started = init(ray_cfg, project_root)
+    from disco.framework.reaper import Reaper
+
+    local = not ray.is_initialized() and str(ray_cfg.get("address") or LOCAL) == LOCAL
+    reaper = Reaper() if local else None
+    try:
+        started = init(ray_cfg, project_root)
+    except BaseException:
+        if reaper:
+            reaper.close()
+        raise
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
         ctx_ref = ray.put(ctx)
@@ -125,3 +134,5 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     finally:
         if started:
             ray.shutdown()
+        if reaper:
+            reaper.close()
