@@ -172,6 +172,82 @@ class SimSection:
     check_invariants: bool = False  # run the invariant checker after every event (slow)
 
 
+FAULT_TYPES = ("node", "router", "link", "firmware", "software")
+HARDWARE_FAULT_TYPES = ("node", "router", "link", "firmware")
+KILL_POLICIES = ("early", "lazy")
+
+
+@dataclass(slots=True)
+class ScheduledFault:
+    """One fault at a fixed time. Hardware faults name a ``node`` (or a ``cell``: its first
+    node); a router fault hits the router serving that node. Software faults name a ``vm`` id
+    (VMs are numbered in mix order, from 0)."""
+
+    type: str = "node"  # node, router, link, firmware, software
+    at_s: float = 1.0
+    node: int | None = None
+    cell: int | None = None
+    vm: int | None = None
+
+
+@dataclass(slots=True)
+class EvacuateCell:
+    """Planned hot replacement: at ``at_s`` the cell's VMs move off, then the cell goes offline."""
+
+    cell: int = 0
+    at_s: float = 1.0
+
+
+@dataclass(slots=True)
+class FaultsConfig:
+    """Fault injection, recovery cost model and whole-VM migration (PAPER.md, Faults and
+    recovery; ``disco/hardware/faults.py``, ``disco/vmm/recovery.py``). Defaults: no faults.
+
+    Rates are faults per simulated second: hardware rates per node (router: per router, one
+    router per two nodes), ``software_rate`` per running VM. All costs are [A] unless noted;
+    with the defaults recovery at paper scale (16 nodes x 512 MB) takes ~0.3 s (< 0.5 s [S]).
+    """
+
+    node_rate: float = 0.0
+    router_rate: float = 0.0
+    link_rate: float = 0.0
+    firmware_rate: float = 0.0
+    software_rate: float = 0.0  # guest OS crashes, each kills only its VM
+    scheduled: list[ScheduledFault] = field(default_factory=list)
+    evacuate: list[EvacuateCell] = field(default_factory=list)
+    # Dependent VMs: "early" kills all at once; "lazy" lets a VM whose only tie to the failed
+    # cell is memory run until it touches a bad line (exponential, touch_rate_per_s per VM).
+    kill_policy: str = "early"
+    touch_rate_per_s: float = 10.0  # [A]
+    # Monitor data of a VCPU that moved across cells follows it after this delay; null: never
+    # (the VM depends on every cell its VCPUs visited until it is migrated whole).
+    data_follow_s: float | None = None
+    restart_lost: bool = False  # restart lost VMs (from scratch) on surviving cells
+    restart_delay_s: float = 0.0  # [A] guest reboot before a restarted VM runs
+    cell_repair_s: float | None = None  # a failed cell comes back after this; null: never
+    smp_reboot_s: float = 120.0  # [A] policy smp_os: any hardware fault reboots the machine
+    # Recovery cost model [A]: detection; diagnosis = base + a firmware scan of each node's
+    # directory and memory (nodes in parallel: memory per node) + per-node collection;
+    # agreement = timeout on the dead cells + rounds of RPCs to every other live cell;
+    # unwedge = cancel stuck RPCs and messages, per CPU; termination per killed VM.
+    detect_ms: float = 1.0  # hardware error signal (node, router, link)
+    firmware_detect_ms: float = 20.0  # a hung hub's firmware is caught by a watchdog
+    software_detect_ms: float = 0.0  # guest panic traps straight into the monitor
+    diag_base_ms: float = 10.0
+    scan_mb_per_s: float = 2000.0  # firmware scan rate of directories + memory, per node
+    diag_per_node_ms: float = 1.0
+    agreement_rounds: int = 2
+    agreement_timeout_ms: float = 10.0
+    rpc_us: float = 16.0  # [S] inter-cell RPC round trip
+    unwedge_us_per_cpu: float = 50.0
+    terminate_ms_per_vm: float = 1.0
+    # Whole-VM migration: copy memory + I/O state (tens of seconds for GBs [S]); the VM runs
+    # during the copy and stops for the final switch.
+    migration_mb_per_s: float = 50.0
+    io_state_mb: float = 16.0
+    migration_switch_ms: float = 50.0
+
+
 @dataclass(slots=True)
 class SimConfig:
     machine: MachineConfig = field(default_factory=MachineConfig)
@@ -179,6 +255,7 @@ class SimConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sim: SimSection = field(default_factory=SimSection)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None = None) -> SimConfig:
@@ -276,6 +353,52 @@ class SimConfig:
         if not p.overcommit_vcpus and total_vcpus > cpus:
             raise ConfigError("policy.overcommit_vcpus", p.overcommit_vcpus,
                               f"the mix has {total_vcpus} VCPUs for {cpus} CPUs")
+        _check_faults(self)
+
+
+def _check_faults(cfg: SimConfig) -> None:
+    """The ``faults`` section: rates, costs, and every scheduled fault's place exists."""
+    f = cfg.faults
+    for key in ("node_rate", "router_rate", "link_rate", "firmware_rate", "software_rate",
+                "touch_rate_per_s", "restart_delay_s", "smp_reboot_s", "detect_ms",
+                "firmware_detect_ms", "software_detect_ms", "diag_base_ms", "diag_per_node_ms",
+                "agreement_timeout_ms", "rpc_us", "unwedge_us_per_cpu", "terminate_ms_per_vm",
+                "io_state_mb", "migration_switch_ms", "agreement_rounds"):
+        _non_negative(f"faults.{key}", getattr(f, key))
+    _positive("faults.scan_mb_per_s", f.scan_mb_per_s)
+    _positive("faults.migration_mb_per_s", f.migration_mb_per_s)
+    for key in ("data_follow_s", "cell_repair_s"):
+        if getattr(f, key) is not None:
+            _non_negative(f"faults.{key}", getattr(f, key))
+    if f.kill_policy not in KILL_POLICIES:
+        raise ConfigError("faults.kill_policy", f.kill_policy,
+                          f"unknown policy; known: {', '.join(KILL_POLICIES)}")
+    nodes = cfg.machine.nodes
+    cells = nodes // cfg.nodes_per_cell
+    n_vms = sum(g.count for g in cfg.workload.vms)
+    for i, sf in enumerate(f.scheduled):
+        key = f"faults.scheduled[{i}]"
+        if sf.type not in FAULT_TYPES:
+            raise ConfigError(f"{key}.type", sf.type,
+                              f"unknown fault type; known: {', '.join(FAULT_TYPES)}")
+        _non_negative(f"{key}.at_s", sf.at_s)
+        if sf.type == "software":
+            if sf.vm is None or isinstance(sf.vm, bool) or not 0 <= sf.vm < n_vms:
+                raise ConfigError(f"{key}.vm", sf.vm, f"a software fault names a VM id in "
+                                  f"[0, {n_vms}) (the mix has {n_vms} VMs)")
+            continue
+        if (sf.node is None) == (sf.cell is None):
+            raise ConfigError(f"{key}.node", sf.node, "a hardware fault names exactly one of "
+                              f"node and cell (cell={sf.cell!r})")
+        if sf.node is not None and not 0 <= sf.node < nodes:
+            raise ConfigError(f"{key}.node", sf.node, f"no such node: the machine has {nodes}")
+        if sf.cell is not None and not 0 <= sf.cell < cells:
+            raise ConfigError(f"{key}.cell", sf.cell, f"no such cell: the machine has {cells}")
+    for i, ev in enumerate(f.evacuate):
+        key = f"faults.evacuate[{i}]"
+        if not 0 <= ev.cell < cells:
+            raise ConfigError(f"{key}.cell", ev.cell, f"no such cell: the machine has {cells}")
+        _non_negative(f"{key}.at_s", ev.at_s)
 
 
 def _check_cells(m: MachineConfig, c: CellsConfig) -> None:

@@ -14,6 +14,7 @@ from disco.policies import make_policy
 from disco.result import SimResult
 from disco.vmm.invariants import InvariantChecker
 from disco.vmm.monitor import Monitor
+from disco.vmm.recovery import Recovery
 
 
 def build(cfg: SimConfig) -> Monitor:
@@ -22,6 +23,7 @@ def build(cfg: SimConfig) -> Monitor:
     loop = EventLoop()
     monitor = Monitor(cfg, loop, RandomStreams(cfg.sim.seed), make_policy(cfg))
     monitor.build()
+    Recovery(monitor)  # fault injection, containment and recovery (defaults: no faults)
     if cfg.sim.check_invariants:
         loop.after_event = InvariantChecker(monitor).check
     return monitor

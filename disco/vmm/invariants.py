@@ -75,6 +75,7 @@ class InvariantChecker:
                 if vm.running != (running > 0):
                     self.fail(f"{vm.name} running flag {vm.running} with {running} running")
         self.check_accounts()
+        self.check_faults()
 
     def check_accounts(self) -> None:
         """Charged time plus the open segments equals CPUs x now."""
@@ -86,3 +87,20 @@ class InvariantChecker:
         total = now * len(mon.cpus)
         if abs(charged + open_time - total) > 1e-6 * max(1.0, total):
             self.fail(f"CPU time does not add up: {charged + open_time} != {total}")
+
+    def check_faults(self) -> None:
+        """Fault recovery: an offline CPU runs nothing; while recovery pauses the machine no
+        CPU runs; once a failed cell is recovered no running VM still has a VCPU there."""
+        mon = self.mon
+        rec = getattr(mon, "recovery", None)
+        if rec is None:
+            return
+        for cpu in mon.cpus:
+            if not cpu.online and cpu.current is not None:
+                self.fail(f"offline cpu {cpu.index} runs {cpu.current.vm.name}")
+        if rec.episode is not None or rec.paused_at is not None:
+            return
+        failed = [c for c, state in enumerate(rec.cell_state) if state == "failed"]
+        for vm in mon.vms:
+            if vm.status == "running" and any(c in vm.cell_vcpus for c in failed):
+                self.fail(f"{vm.name} runs on with a VCPU on failed cell(s) {failed}")

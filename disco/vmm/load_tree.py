@@ -55,17 +55,35 @@ class LoadTree:
     def load(self, cpu: int) -> int:
         return self.sum[self.leaf_of[cpu]]
 
+    def set_online(self, cpu: int, online: bool) -> None:
+        """A failed (offline) CPU stops counting in ``size``: subtrees compare load per live
+        CPU and ``lightest`` never walks into a subtree with no live CPU (faults)."""
+        node = self.leaf_of[cpu]
+        delta = 1 if online else -1
+        if (self.size[node] == 1) == online:
+            return
+        size, parent = self.size, self.parent
+        while node >= 0:
+            size[node] += delta
+            node = parent[node]
+
     def heaviest(self, node: int) -> int:
         """The CPU reached by always stepping to the child with more load per CPU."""
         left, right, s, size = self.left, self.right, self.sum, self.size
         while left[node] >= 0:
             a, b = left[node], right[node]
-            node = a if s[a] * size[b] >= s[b] * size[a] else b
+            if not size[a] or not size[b]:
+                node = b if not size[a] else a
+            else:
+                node = a if s[a] * size[b] >= s[b] * size[a] else b
         return self.lo[node]
 
     def lightest(self, node: int) -> int:
         left, right, s, size = self.left, self.right, self.sum, self.size
         while left[node] >= 0:
             a, b = left[node], right[node]
-            node = a if s[a] * size[b] <= s[b] * size[a] else b
+            if not size[a] or not size[b]:  # a subtree of failed CPUs only: avoid it
+                node = b if not size[a] else a
+            else:
+                node = a if s[a] * size[b] <= s[b] * size[a] else b
         return self.lo[node]

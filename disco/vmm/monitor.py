@@ -55,6 +55,7 @@ class Monitor:
         self.timeline = Timeline()
         self.tree = LoadTree(m.cpus)
         self.cell_assigned = [0] * m.cells  # VCPUs (not done) queued per cell
+        self.cell_live = [True] * m.cells  # False: failed or evacuated (faults, recovery.py)
         self.counters = {
             "migrations_node": 0, "migrations_cell": 0, "migrations_remote": 0,
             "balancer_moves_idle": 0, "balancer_moves_periodic": 0, "gang_preemptions": 0,

@@ -35,6 +35,8 @@ class PeriodicBalancer:
         for node in tree.internal:
             a, b = left[node], right[node]
             na, nb = size[a], size[b]
+            if not na or not nb:  # one side has only failed CPUs (faults): nothing to balance
+                continue
             excess = (s[a] * nb - s[b] * na) / (na + nb)
             if excess > self.half_threshold:
                 self._move(a, b)

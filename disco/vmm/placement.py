@@ -20,9 +20,12 @@ class Placement:
     def __init__(self, mon: Monitor) -> None:
         self.mon = mon
 
-    def choose_cells(self, n_vcpus: int, home_cell: int | None) -> range:
+    def choose_cells(self, n_vcpus: int, home_cell: int | None) -> range | None:
         m = self.mon.machine
         k = -(-n_vcpus // m.cpus_per_cell)
+        live = self.mon.cell_live
+        if not all(live):
+            return self._choose_live_cells(k, home_cell)
         if home_cell is not None:
             start = min(home_cell, m.cells - k)
         else:
@@ -35,12 +38,29 @@ class Placement:
                     best, start = window, s
         return range(start, start + k)
 
+    def _choose_live_cells(self, k: int, home_cell: int | None) -> range | None:
+        """Some cells failed (faults): the best window of live cells, None if none fits."""
+        m = self.mon.machine
+        live, assigned = self.mon.cell_live, self.mon.cell_assigned
+        starts = [s for s in range(m.cells - k + 1) if all(live[s:s + k])]
+        if not starts:
+            return None
+        if home_cell is not None:
+            start = min(starts, key=lambda s: (abs(s - home_cell), s))
+        else:
+            start = min(starts, key=lambda s: (sum(assigned[s:s + k]), s))
+        return range(start, start + k)
+
     def arrive(self, vm: VM, home_cell: int | None) -> None:
         mon = self.mon
         m = mon.machine
         cells = self.choose_cells(len(vm.vcpus), home_cell)
+        if cells is None:  # too few live cells left after faults: the VM cannot run
+            mon.kill_vm(vm)
+            return
+        # CPUs of live cells; they may be paused for a moment by fault recovery.
         cpus = [c for cell in cells for c in mon.cpus[cell * m.cpus_per_cell:
-                                                     (cell + 1) * m.cpus_per_cell] if c.online]
+                                                     (cell + 1) * m.cpus_per_cell]]
         cpus.sort(key=lambda c: (c.load, len(c.queue), c.index))
         vm.home_cells = tuple(cells)
         home_node = m.cell_nodes(cells[0])[0]

@@ -1,0 +1,249 @@
+"""Fault containment: a hardware fault kills exactly the VMs that depended on the failed cell
+(PAPER.md, Faults and recovery: 1000 injections, every one contained)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from disco import SimConfig
+from disco.runner import build
+from disco.vmm.invariants import InvariantChecker
+from tests.conftest import small_config
+
+
+def _run(cfg: SimConfig, setup=None, probe_at: float | None = None, probe=None):
+    """Build, optionally patch the monitor, run; ``probe(mon)`` runs just after a fault at
+    ``probe_at`` (the fault was scheduled first, so it has already struck)."""
+    mon = build(cfg)
+    if setup is not None:
+        setup(mon)
+    if probe is not None:
+        mon.loop.at(probe_at, probe, mon)
+    mon.loop.run(until=cfg.sim.duration_s)
+    return mon, mon.metrics()
+
+
+def _rule(mon, cells: set[int]) -> set[int]:
+    """The dependency rule, from the core's own records: a VCPU there, a VCPU was there
+    (monitor data never follows by default), or memory there (home cells, no memory model)."""
+    return {vm.id for vm in mon.vms if vm.status == "running"
+            and (cells & set(vm.cell_vcpus) or cells & vm.visited_cells
+                 or cells & set(vm.home_cells))}
+
+
+def _lost(mon) -> set[int]:
+    # A VM that never arrived (no live cells could hold it) is not a fault's victim.
+    return {vm.id for vm in mon.vms if vm.status == "lost" and vm.home_cells}
+
+
+@st.composite
+def machines_and_mixes(draw):
+    nodes = draw(st.sampled_from([2, 4, 8]))
+    cpn = draw(st.sampled_from([1, 2]))
+    cells = draw(st.sampled_from([c for c in (1, 2, 4, 8) if nodes % c == 0]))
+    cpus = nodes * cpn
+    groups = []
+    for _ in range(draw(st.integers(1, 4))):
+        groups.append({
+            "workload": draw(st.sampled_from(["raytrace", "pmake", "database", "webserver"])),
+            "count": draw(st.integers(1, 3)),
+            "vcpus": draw(st.integers(1, min(cpus, 4))),
+            "work_s": draw(st.floats(0.3, 2.0)),
+            "arrival_s": draw(st.floats(0.0, 1.0)),
+            "spacing_s": draw(st.floats(0.0, 0.5)),
+        })
+    kind = draw(st.sampled_from(["node", "router", "link", "firmware"]))
+    node = draw(st.integers(0, nodes - 1))
+    at = draw(st.floats(0.05, 2.0))
+    seed = draw(st.integers(0, 1000))
+    return {
+        "machine": {"nodes": nodes, "cpus_per_node": cpn},
+        "cells": {"count": cells},
+        "workload": {"vms": groups},
+        "sim": {"duration_s": 4.0, "seed": seed, "check_invariants": True},
+        "faults": {"scheduled": [{"type": kind, "node": node, "at_s": at}]},
+    }
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(machines_and_mixes())
+def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(data):
+    cfg = SimConfig.from_dict(data)
+    fault = cfg.faults.scheduled[0]
+    seen: dict[str, set[int]] = {}
+
+    def probe(mon):
+        rec = mon.recovery.records[0]
+        seen["cells"] = set(rec.cells)
+        seen["dependent"] = _rule(mon, set(rec.cells))
+
+    mon, m = _run(cfg, probe_at=fault.at_s, probe=probe)
+    lost = _lost(mon)
+    if not seen:  # every VM finished before the fault: the run ended first
+        assert not lost and m["faults_injected"] == 0
+        return
+    assert lost == seen["dependent"]
+    assert m["faults_injected"] == 1 and m["faults_contained"] == 1
+    assert m["vms_lost"] == m["vms_lost_dependent"] == len(lost)
+    # No VM outside the failed cells was touched, and none runs on there afterwards.
+    for vm in mon.vms:
+        if vm.status == "running":
+            assert not seen["cells"] & set(vm.cell_vcpus)
+    row = mon.extra_tables["faults"]()
+    assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
+
+
+def _eight_cells(extra=None):
+    data = {
+        "workload": {"vms": [
+            {"workload": "raytrace", "count": 8, "vcpus": 4, "work_s": 3.0},
+            {"workload": "pmake", "count": 4, "vcpus": 2, "work_s": 3.0, "arrival_s": 0.2},
+        ]},
+        "policy": {"periodic_balancer": False},
+        "sim": {"duration_s": 15.0, "check_invariants": True},
+        "faults": {"scheduled": [{"type": "node", "node": 5, "at_s": 1.0}]},
+    }
+    if extra:
+        data.update(extra)
+    return SimConfig.from_dict(data)
+
+
+def test_eight_cells_lose_only_the_dependents_and_one_cell_loses_every_vm():
+    mon8, m8 = _run(_eight_cells())
+    assert 0 < m8["vms_lost"] < len(mon8.vms)
+    assert m8["vms_lost"] == m8["vms_lost_dependent"] and m8["faults_contained"] == 1
+    assert all(vm.status == "done" for vm in mon8.vms if vm.status != "lost")
+    mon1, m1 = _run(_eight_cells({"policy": {"name": "disco_one_cell"}}))
+    running_at_fault = [vm for vm in mon1.vms if vm.arrival_s <= 1.0]
+    assert m1["vms_lost"] == len(running_at_fault) == len(mon1.vms)
+    assert m1["faults_contained"] == 1
+
+
+class BorrowingMemory:
+    """A stand-in for the memory manager: VM ``borrower`` also holds memory on ``lender``."""
+
+    def __init__(self, borrower: int, lender: int) -> None:
+        self.borrower, self.lender = borrower, lender
+        self.failed: list[int] = []
+
+    def memory_cells(self, vm):
+        cells = set(vm.home_cells)
+        if vm.id == self.borrower:
+            cells.add(self.lender)
+        return cells
+
+    def on_cell_failed(self, cell):
+        self.failed.append(cell)
+
+
+def _borrow_config(policy="early"):
+    return small_config({
+        "workload": {"vms": [
+            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 0},
+            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 0},
+            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 1},
+        ]},
+        "policy": {"periodic_balancer": False},
+        "faults": {"kill_policy": policy, "touch_rate_per_s": 1000.0,
+                   "scheduled": [{"type": "node", "cell": 1, "at_s": 0.5}]},
+    })
+
+
+def test_vm_with_memory_borrowed_from_the_failed_cell_dies_one_that_never_touched_it_lives():
+    memory = BorrowingMemory(borrower=0, lender=1)
+
+    def attach(mon):
+        mon.memory = memory
+
+    mon, m = _run(_borrow_config(), setup=attach)
+    status = {vm.id: vm.status for vm in mon.vms}
+    assert status == {0: "lost", 1: "done", 2: "lost"}
+    assert memory.failed == [1]
+    assert m["faults_contained"] == 1 and m["vms_lost"] == 2
+
+
+def test_lazy_kill_lets_a_memory_only_dependent_run_until_it_touches_a_bad_line():
+    memory = BorrowingMemory(borrower=0, lender=1)
+
+    def attach(mon):
+        mon.memory = memory
+
+    cfg = _borrow_config("lazy")
+    cfg.faults.touch_rate_per_s = 5.0
+    mon, m = _run(cfg, setup=attach)
+    assert [vm.status for vm in mon.vms] == ["lost", "done", "lost"]
+    # VM 2 (VCPUs on the failed cell) died at recovery; the borrower ran on for a while.
+    assert mon.vms[0].finish_s > mon.vms[2].finish_s + 0.01
+    assert m["faults_contained"] == 1
+
+
+def test_lazy_kill_spares_a_borrower_that_finishes_before_touching_bad_memory():
+    memory = BorrowingMemory(borrower=0, lender=1)
+
+    def attach(mon):
+        mon.memory = memory
+
+    cfg = _borrow_config("lazy")
+    cfg.faults.touch_rate_per_s = 1e-6
+    mon, m = _run(cfg, setup=attach)
+    assert [vm.status for vm in mon.vms] == ["done", "done", "lost"]
+    assert m["vms_lost"] == 1 and m["vms_lost_dependent"] == 2 and m["faults_contained"] == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("disco.vmm.memory") is None,
+                    reason="NOT YET RUN: the memory manager (disco/vmm/memory.py, mon.memory) "
+                           "is not on main yet; the stand-in test above covers the rule")
+def test_real_memory_manager_borrowed_memory_makes_a_vm_depend_on_the_lender():
+    mon, m = _run(_borrow_config())
+    memory = getattr(mon, "memory", None)
+    assert memory is not None, "the memory manager should attach itself as mon.memory"
+    # Whatever the memory manager placed, the loss is exactly the dependency rule's.
+    assert m["faults_contained"] == m["faults_injected"] == 1
+    assert m["vms_lost"] == m["vms_lost_dependent"]
+
+
+LIGHT_MIX = {"vms": [
+    {"workload": "raytrace", "count": 2, "vcpus": 2, "work_s": 1.5},
+    {"workload": "pmake", "count": 2, "vcpus": 2, "work_s": 1.5, "arrival_s": 0.1},
+    {"workload": "webserver", "count": 2, "vcpus": 1, "work_s": 1.0, "arrival_s": 0.2,
+     "spacing_s": 0.5},
+]}
+
+
+def test_a_guest_os_crash_kills_only_its_vm():
+    cfg = small_config({"workload": LIGHT_MIX,
+                        "faults": {"scheduled": [{"type": "software", "vm": 1, "at_s": 0.5}]}})
+    mon, m = _run(cfg)
+    assert [vm.id for vm in mon.vms if vm.status == "lost"] == [1]
+    assert m["faults_software"] == 1 and m["faults_hardware"] == 0
+    assert m["vms_lost"] == 1 and m["faults_contained"] == 1
+    assert m["recovery_pause_s"] == 0.0
+
+
+def test_random_faults_are_deterministic_and_every_one_is_contained():
+    cfg = small_config({"workload": LIGHT_MIX, "faults": {"node_rate": 0.05, "router_rate": 0.05,
+                                   "software_rate": 0.05, "link_rate": 0.05,
+                                   "firmware_rate": 0.05, "restart_lost": True}})
+    cfg.sim.duration_s = 20.0
+    cfg.cells.count = 4
+    cfg.faults.cell_repair_s = 2.0
+    _, a = _run(cfg)
+    _, b = _run(cfg)
+    a.pop("wall_time_s", None)
+    b.pop("wall_time_s", None)
+    assert repr(a) == repr(b)  # repr: NaN equals NaN
+    assert a["faults_injected"] >= 3
+    assert a["faults_contained"] == a["faults_injected"]
+
+
+def test_invariant_checker_catches_a_vm_left_on_a_failed_cell():
+    mon, _ = _run(_eight_cells())
+    vm = next(vm for vm in mon.vms if vm.status == "done")
+    vm.status = "running"
+    vm.cell_vcpus[mon.recovery.records[0].cells[0]] = 1
+    with pytest.raises(AssertionError, match="failed cell"):
+        InvariantChecker(mon).check_faults()

@@ -1,0 +1,176 @@
+"""Recovery: its cost model, faults during recovery, baselines, restarts, whole-VM migration
+and evacuation (PAPER.md, Faults and recovery)."""
+
+from __future__ import annotations
+
+from disco import SimConfig, simulate
+from disco.runner import build
+from tests.conftest import small_config
+
+
+def _recovery_ms(nodes: int = 16, memory_mb: int = 512, cells: int = 8) -> float:
+    cfg = SimConfig.from_dict({
+        "machine": {"nodes": nodes, "memory_per_node_mb": memory_mb},
+        "cells": {"count": cells},
+        "workload": {"vms": [{"workload": "raytrace", "count": cells, "vcpus": 2,
+                              "work_s": 2.0}]},
+        "sim": {"duration_s": 3.0},
+        "faults": {"scheduled": [{"type": "node", "node": 0, "at_s": 0.5}]},
+    })
+    m = simulate(cfg).metrics
+    assert m["faults_injected"] == 1
+    return m["recovery_time_ms_max"]
+
+
+def test_recovery_at_paper_scale_takes_under_half_a_second():
+    assert 100.0 < _recovery_ms() < 500.0
+
+
+def test_recovery_time_grows_with_memory_per_node_more_than_with_node_count():
+    base = _recovery_ms(16, 512, 8)
+    more_memory = _recovery_ms(16, 2048, 8)
+    more_nodes = _recovery_ms(64, 512, 32)
+    assert more_memory > base and more_nodes > base
+    assert more_memory - base > 2 * (more_nodes - base)
+
+
+def _two_faults(second_at: float, second_node: int = 6):
+    return small_config({
+        "machine": {"nodes": 8},
+        "cells": {"count": 4},
+        "workload": {"vms": [{"workload": "raytrace", "count": 4, "vcpus": 2, "work_s": 3.0}]},
+        "sim": {"duration_s": 6.0},
+        "faults": {"scheduled": [{"type": "node", "node": 0, "at_s": 1.0},
+                                 {"type": "node", "node": second_node, "at_s": second_at}]},
+    })
+
+
+def test_a_second_fault_during_recovery_restarts_agreement_and_both_are_contained():
+    cfg = _two_faults(1.1)
+    res = simulate(cfg)
+    m, t = res.metrics, res.tables["faults"]
+    assert m["recovery_restarts"] == 1
+    assert m["faults_hardware"] == 2 and m["faults_contained"] == 2
+    assert m["vms_lost"] == 2 and m["cells_failed"] == 2
+    # The first fault waits for the second's diagnosis and a new agreement round.
+    alone = simulate(_two_faults(5.5)).tables["faults"]
+    assert t["recovery_time_ms"][0] > alone["recovery_time_ms"][0] + 90.0
+    assert abs((t["time_s"][0] + t["recovery_time_ms"][0] / 1e3)
+               - (t["time_s"][1] + t["recovery_time_ms"][1] / 1e3)) < 1e-9
+    # One machine-wide pause covers both.
+    assert m["recovery_pause_s"] < (t["recovery_time_ms"][0] + 1.0) / 1e3
+
+
+def test_a_fault_on_an_already_failed_cell_is_ignored():
+    res = simulate(_two_faults(3.0, second_node=1))  # node 1 is in cell 0 with node 0
+    m, t = res.metrics, res.tables["faults"]
+    assert t["ignored"] == [False, True]
+    assert m["faults_ignored"] == 1 and m["vms_lost"] == 1 and m["cells_failed"] == 1
+    assert t["vms_lost"][1] == 0 and t["recovery_time_ms"][1] == 0.0
+
+
+def test_vms_on_other_cells_pause_only_for_the_machine_wide_part():
+    cfg = _two_faults(5.5)
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.faults.terminate_ms_per_vm = 500.0  # termination is local: others do not wait for it
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    rec = mon.recovery
+    assert m["recovery_time_ms_max"] > 500.0
+    assert rec.pause_total < 0.4
+    assert all(cpu.online == (cpu.cell != 0) for cpu in mon.cpus)
+    baseline = simulate(_two_faults(5.5)).vms  # same mix, the fault after everything ended
+    faulty = simulate(cfg).vms
+    for i, status in enumerate(faulty["status"]):
+        if status == "done":
+            delay = faulty["finish_s"][i] - baseline["finish_s"][i]
+            assert delay < rec.pause_total + 0.05
+
+
+def test_smp_os_loses_every_job_to_any_fault_and_reboots():
+    cfg = _two_faults(5.5)
+    cfg.policy.name = "smp_os"
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.faults.smp_reboot_s = 2.0
+    cfg.faults.restart_lost = True
+    cfg.sim.duration_s = 12.0
+    res = simulate(cfg)
+    m = res.metrics
+    assert m["vms_lost"] == 4 and m["vms_restarted"] == 4
+    assert res.tables["faults"]["recovery_time_ms"] == [2000.0]
+    assert m["vms_completed"] == 4
+    restarted = [a for a, s in zip(res.vms["arrival_s"], res.vms["status"], strict=True)
+                 if s == "done"]
+    assert min(restarted) >= 3.0
+
+
+def test_lost_vms_restart_on_surviving_cells():
+    cfg = _two_faults(5.5)
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.faults.restart_lost = True
+    cfg.sim.check_invariants = True
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    assert m["vms_lost"] == 1 and m["vms_restarted"] == 1 and m["vms_completed"] == 4
+    clone = mon.vms[-1]
+    assert clone.status == "done" and 0 not in clone.home_cells
+    assert m["work_lost_cpu_s"] > 0.0
+
+
+def test_a_failed_cell_comes_back_after_repair():
+    cfg = _two_faults(5.5)
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.faults.cell_repair_s = 1.0
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    assert all(cpu.online for cpu in mon.cpus) and all(mon.cell_live)
+    assert mon.tree.size[0] == len(mon.cpus)
+
+
+def _evacuation(evacuate: bool):
+    faults = {"scheduled": [{"type": "node", "cell": 1, "at_s": 4.0}],
+              "migration_mb_per_s": 200.0}
+    if evacuate:
+        faults["evacuate"] = [{"cell": 1, "at_s": 0.5}]
+    return small_config({
+        "machine": {"nodes": 8},
+        "cells": {"count": 4},
+        "workload": {"vms": [{"workload": "pmake", "count": 4, "vcpus": 2, "memory_mb": 256,
+                              "work_s": 5.0}]},
+        "sim": {"duration_s": 20.0},
+        "faults": faults,
+    })
+
+
+def test_evacuating_a_cell_moves_its_vms_off_so_a_later_fault_there_loses_nothing():
+    m = simulate(_evacuation(False)).metrics
+    assert m["vms_lost"] == 1
+    mon = build(_evacuation(True))
+    mon.loop.run(until=20.0)
+    m = mon.metrics()
+    assert m["vms_migrated"] == 1 and m["vms_lost"] == 0 and m["vms_completed"] == 4
+    assert m["faults_contained"] == 1
+    assert not mon.cell_live[1]
+
+
+def test_whole_vm_migration_takes_time_proportional_to_memory():
+    cfg = _evacuation(True)
+    mon = build(cfg)
+    vm_mig = mon.recovery.migrator
+    vm = mon.vms[0]
+    assert abs(vm_mig.copy_time(vm) - (256 + 16) / 200.0) < 1e-9
+    big = SimConfig()
+    big_mon = build(big)
+    db = next(v for v in big_mon.vms if v.memory_mb == 1024)
+    assert 10.0 < big_mon.recovery.migrator.copy_time(db) < 60.0  # tens of seconds per GB
+
+
+def test_fault_metrics_are_deterministic():
+    cfg = small_config({"faults": {"node_rate": 0.2, "software_rate": 0.1,
+                                   "restart_lost": True}})
+    a, b = simulate(cfg), simulate(cfg)
+    a.metrics.pop("wall_time_s")
+    b.metrics.pop("wall_time_s")
+    assert repr(a.metrics) == repr(b.metrics) and a.tables == b.tables
