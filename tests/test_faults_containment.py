@@ -27,12 +27,42 @@ def _run(cfg: SimConfig, setup=None, probe_at: float | None = None, probe=None):
     return mon, mon.metrics()
 
 
-def _rule(mon, cells: set[int]) -> set[int]:
-    """The dependency rule, from the core's own records: a VCPU there, a VCPU was there
-    (monitor data never follows by default), or memory there (home cells, no memory model)."""
-    return {vm.id for vm in mon.vms if vm.status == "running"
-            and (cells & set(vm.cell_vcpus) or cells & vm.visited_cells
-                 or cells & set(vm.home_cells))}
+class Oracle:
+    """An independent record of the dependency rule: home cells (monitor data and, without a
+    memory model, memory), cells with a VCPU now, cells a VCPU left less than
+    ``data_follow_s`` ago (never forgotten when it is null), and memory cells."""
+
+    def __init__(self, follow: float | None) -> None:
+        self.follow = follow
+        self.left: dict[tuple[int, int], float] = {}  # (vm, cell) -> last time a VCPU left
+
+    def attach(self, mon):
+        oracle = self
+
+        class Hook:
+            def on_vcpu_moved(self, v, src, dst):
+                if src.cell != dst.cell:
+                    oracle.left[(v.vm.id, src.cell)] = mon.loop.now
+
+        mon.add_hook(Hook())
+        self.mon = mon
+
+    def dependents(self, cells: set[int]) -> set[int]:
+        mon, now = self.mon, self.mon.loop.now
+        memory = getattr(mon, "memory", None)
+        out = set()
+        for vm in mon.vms:
+            if vm.status != "running":
+                continue
+            tied = set(vm.home_cells) | set(vm.cell_vcpus)
+            if memory is not None:
+                tied |= set(memory.memory_cells(vm))
+            for (vm_id, cell), when in self.left.items():
+                if vm_id == vm.id and (self.follow is None or when + self.follow > now):
+                    tied.add(cell)
+            if tied & cells:
+                out.add(vm.id)
+        return out
 
 
 def _lost(mon) -> set[int]:
@@ -60,28 +90,40 @@ def machines_and_mixes(draw):
     node = draw(st.integers(0, nodes - 1))
     at = draw(st.floats(0.05, 2.0))
     seed = draw(st.integers(0, 1000))
+    follow = draw(st.sampled_from([None, 0.0, 0.05, 0.3]))
+    policy = draw(st.sampled_from([{}, {"periodic_period_ms": 20.0, "periodic_threshold": 0.5}]))
+    borrow = draw(st.none() | st.tuples(st.integers(0, 11), st.integers(0, cells - 1)))
     return {
         "machine": {"nodes": nodes, "cpus_per_node": cpn},
         "cells": {"count": cells},
         "workload": {"vms": groups},
+        "policy": policy,
         "sim": {"duration_s": 4.0, "seed": seed, "check_invariants": True},
-        "faults": {"scheduled": [{"type": kind, "node": node, "at_s": at}]},
-    }
+        "faults": {"scheduled": [{"type": kind, "node": node, "at_s": at}],
+                   "data_follow_s": follow},
+    }, borrow
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
-def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(data):
+def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
+    data, borrow = case
     cfg = SimConfig.from_dict(data)
     fault = cfg.faults.scheduled[0]
+    oracle = Oracle(cfg.faults.data_follow_s)
     seen: dict[str, set[int]] = {}
+
+    def setup(mon):
+        oracle.attach(mon)
+        if borrow is not None:
+            BorrowingMemory(*borrow).attach(mon)
 
     def probe(mon):
         rec = mon.recovery.records[0]
         seen["cells"] = set(rec.cells)
-        seen["dependent"] = _rule(mon, set(rec.cells))
+        seen["dependent"] = oracle.dependents(set(rec.cells))
 
-    mon, m = _run(cfg, probe_at=fault.at_s, probe=probe)
+    mon, m = _run(cfg, setup=setup, probe_at=fault.at_s, probe=probe)
     lost = _lost(mon)
     if not seen:  # every VM finished before the fault: the run ended first
         assert not lost and m["faults_injected"] == 0
@@ -95,6 +137,20 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(data):
             assert not seen["cells"] & set(vm.cell_vcpus)
     row = mon.extra_tables["faults"]()
     assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(machines_and_mixes(), st.floats(0.2, 2.0), st.booleans())
+def test_many_random_faults_keep_the_invariants_and_are_all_contained(case, rate, lazy):
+    data, _ = case
+    data["faults"] = {"node_rate": rate / 4, "router_rate": rate / 4, "link_rate": rate / 4,
+                      "firmware_rate": rate / 4, "software_rate": rate / 4,
+                      "restart_lost": True, "cell_repair_s": 0.5,
+                      "kill_policy": "lazy" if lazy else "early",
+                      "evacuate": [{"cell": 0, "at_s": 0.3}]}
+    mon, m = _run(SimConfig.from_dict(data))
+    assert m["faults_contained"] == m["faults_injected"]
+    assert m["vms_lost"] <= m["vms_lost_dependent"]
 
 
 def _eight_cells(extra=None):
@@ -124,15 +180,27 @@ def test_eight_cells_lose_only_the_dependents_and_one_cell_loses_every_vm():
 
 
 class BorrowingMemory:
-    """A stand-in for the memory manager: VM ``borrower`` also holds memory on ``lender``."""
+    """A stand-in for the memory manager: VM ``borrower`` also holds memory on cell ``lender``
+    (borrowed when it arrived, if that cell was up, as a real memory manager would)."""
 
     def __init__(self, borrower: int, lender: int) -> None:
         self.borrower, self.lender = borrower, lender
         self.failed: list[int] = []
+        self.borrowed = False
+        self.mon = None
+
+    def attach(self, mon):
+        self.mon = mon
+        mon.memory = self
+        mon.add_hook(self)
+
+    def on_vm_arrival(self, vm):
+        if vm.id == self.borrower:
+            self.borrowed = self.mon.cell_live[self.lender]
 
     def memory_cells(self, vm):
         cells = set(vm.home_cells)
-        if vm.id == self.borrower:
+        if vm.id == self.borrower and self.borrowed:
             cells.add(self.lender)
         return cells
 
@@ -157,7 +225,7 @@ def test_vm_with_memory_borrowed_from_the_failed_cell_dies_one_that_never_touche
     memory = BorrowingMemory(borrower=0, lender=1)
 
     def attach(mon):
-        mon.memory = memory
+        memory.attach(mon)
 
     mon, m = _run(_borrow_config(), setup=attach)
     status = {vm.id: vm.status for vm in mon.vms}
@@ -170,7 +238,7 @@ def test_lazy_kill_lets_a_memory_only_dependent_run_until_it_touches_a_bad_line(
     memory = BorrowingMemory(borrower=0, lender=1)
 
     def attach(mon):
-        mon.memory = memory
+        memory.attach(mon)
 
     cfg = _borrow_config("lazy")
     cfg.faults.touch_rate_per_s = 5.0
@@ -185,7 +253,7 @@ def test_lazy_kill_spares_a_borrower_that_finishes_before_touching_bad_memory():
     memory = BorrowingMemory(borrower=0, lender=1)
 
     def attach(mon):
-        mon.memory = memory
+        memory.attach(mon)
 
     cfg = _borrow_config("lazy")
     cfg.faults.touch_rate_per_s = 1e-6

@@ -64,6 +64,7 @@ class FaultRecord:
     spared: list[int] = field(default_factory=list)  # lazy: finished before touching bad memory
     recovery_ms: float = 0.0
     restarts: int = 0
+    recovering: bool = False  # its recovery had not finished when the run ended
 
 
 @dataclass(slots=True, eq=False)
@@ -93,6 +94,7 @@ class Recovery:
         self.data: dict[int, dict[int, float]] = {}
         self.sw_events: dict[int, int] = {}
         self.blame: dict[int, FaultRecord] = {}  # condemned VM id -> its fault
+        self.why: dict[int, str | None] = {}  # condemned VM id -> its tie at the fault
         self.lazy_pending: dict[int, FaultRecord] = {}
         self.work_lost = 0.0
         self.vms_restarted = 0
@@ -182,13 +184,16 @@ class Recovery:
             rec.ignored = True  # the cell is already down: nothing more to lose
             return
         rec.cells = new
+        rec.recovering = True
         self.pause()
         for c in new:
             self._fail_cell(c)
         # Condemned by this fault: dependents not already condemned by an earlier one.
-        rec.dependent = [vm.id for vm in self.dependents(new) if vm.id not in self.blame]
-        for vm_id in rec.dependent:
-            self.blame[vm_id] = rec
+        for vm in self.dependents(new):
+            if vm.id not in self.blame:
+                rec.dependent.append(vm.id)
+                self.blame[vm.id] = rec
+                self.why[vm.id] = self.dependency(vm, new)
         ep = self.episode
         if ep is None:
             self.episode = ep = Episode([rec], self.mon.loop.now)
@@ -321,14 +326,17 @@ class Recovery:
         now = mon.loop.now
         self.episode = None
         cells = sorted({c for rec in ep.records for c in rec.cells})
-        # Dependents now (the rule at the fault, plus anything that came to depend meanwhile).
-        condemned = self.dependents(cells)
+        # The rule at each fault (what was on the cell when it died is lost, even if it would
+        # have moved on since), plus anything that came to depend on the cells meanwhile.
+        marked = {i for rec in ep.records for i in rec.dependent}
+        condemned = [vm for vm in mon.vms if vm.status == "running"
+                     and (vm.id in marked or self.dependency(vm, cells) is not None)]
         early: list[VM] = []
         for vm in condemned:
             rec = self.blame.setdefault(vm.id, self._first_record(ep, vm))
             if vm.id not in rec.dependent:
                 rec.dependent.append(vm.id)
-            why = self.dependency(vm, cells)
+            why = self.why.get(vm.id) or self.dependency(vm, cells)
             if self.f.kill_policy == "lazy" and why == "memory":
                 self.lazy_pending[vm.id] = rec
                 rng = mon.streams.get(f"faults/touch/{vm.id}")
@@ -342,6 +350,7 @@ class Recovery:
         end = now + self.f.terminate_ms_per_vm * 1e-3 * len(early)
         for rec in ep.records:
             rec.recovery_ms = (end - rec.fault.time_s) * 1e3
+            rec.recovering = False
         by_rec: dict[int, list[VM]] = {}
         for vm in early:
             by_rec.setdefault(id(self.blame[vm.id]), []).append(vm)
@@ -418,17 +427,21 @@ class Recovery:
 
     # -- results -----------------------------------------------------------------------
     def contained(self, rec: FaultRecord) -> bool:
-        """Lost exactly the dependent VMs (lazy: those that touched bad memory before ending)."""
+        """Lost exactly the dependent VMs: none outside the set, and every one in it is gone,
+        unless it ended first (finished, or lost to another fault) or, under the lazy policy,
+        has not touched its bad memory yet."""
         lost, dep = set(rec.lost), set(rec.dependent)
         if not lost <= dep:
             return False
-        missing = dep - lost
-        return all(self.mon.vms[i].status == "done" or i in self.lazy_pending for i in missing)
+        if rec.recovering:  # the run ended before termination: nothing outside the set died
+            return True
+        vms = self.mon.vms
+        return all(vms[i].status != "running" or i in self.lazy_pending for i in sorted(dep - lost))
 
     def metrics(self) -> dict[str, float | int]:
         recs = self.records
         hw = [r for r in recs if r.fault.hardware]
-        times = [r.recovery_ms for r in hw if not r.ignored]
+        times = [r.recovery_ms for r in hw if not r.ignored and not r.recovering]
         pause = self.pause_total
         if self.paused_at is not None:
             pause += self.mon.loop.now - self.paused_at
@@ -437,6 +450,7 @@ class Recovery:
             "faults_hardware": len(hw),
             "faults_software": len(recs) - len(hw),
             "faults_ignored": sum(1 for r in recs if r.ignored),
+            "faults_recovering": sum(1 for r in recs if r.recovering),
             "vms_lost": sum(len(r.lost) for r in recs),
             "vms_lost_dependent": sum(len(r.dependent) for r in recs),
             "faults_contained": sum(1 for r in recs if self.contained(r)),
