@@ -14,6 +14,14 @@ from disco.runner import build
 from disco.vmm.invariants import InvariantChecker
 from tests.conftest import small_config
 
+HAVE_MEMORY = importlib.util.find_spec("disco.vmm.memory") is not None
+
+
+def attach_real_memory(mon):
+    from disco.vmm.memory import attach_memory
+
+    attach_memory(mon)
+
 
 def _run(cfg: SimConfig, setup=None, probe_at: float | None = None, probe=None):
     """Build, optionally patch the monitor, run; ``probe(mon)`` runs just after a fault at
@@ -85,6 +93,7 @@ def machines_and_mixes(draw):
             "work_s": draw(st.floats(0.3, 2.0)),
             "arrival_s": draw(st.floats(0.0, 1.0)),
             "spacing_s": draw(st.floats(0.0, 0.5)),
+            "memory_mb": draw(st.sampled_from([16, 64, 128, 256])),
         })
     kind = draw(st.sampled_from(["node", "router", "link", "firmware"]))
     node = draw(st.integers(0, nodes - 1))
@@ -92,38 +101,55 @@ def machines_and_mixes(draw):
     seed = draw(st.integers(0, 1000))
     follow = draw(st.sampled_from([None, 0.0, 0.05, 0.3]))
     policy = draw(st.sampled_from([{}, {"periodic_period_ms": 20.0, "periodic_threshold": 0.5}]))
-    borrow = draw(st.none() | st.tuples(st.integers(0, 11), st.integers(0, cells - 1)))
+    memory = draw(st.sampled_from(["none", "stub", "real"] if HAVE_MEMORY else ["none", "stub"]))
+    if memory == "stub":
+        memory = (draw(st.integers(0, 11)), draw(st.integers(0, cells - 1)))
     return {
-        "machine": {"nodes": nodes, "cpus_per_node": cpn},
+        "machine": {"nodes": nodes, "cpus_per_node": cpn,
+                    "memory_per_node_mb": draw(st.sampled_from([64, 128, 512]))},
         "cells": {"count": cells},
         "workload": {"vms": groups},
         "policy": policy,
         "sim": {"duration_s": 4.0, "seed": seed, "check_invariants": True},
         "faults": {"scheduled": [{"type": kind, "node": node, "at_s": at}],
                    "data_follow_s": follow},
-    }, borrow
+    }, memory
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
 def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
-    data, borrow = case
+    data, memory = case
     cfg = SimConfig.from_dict(data)
     fault = cfg.faults.scheduled[0]
     oracle = Oracle(cfg.faults.data_follow_s)
     seen: dict[str, set[int]] = {}
 
+    def snapshot(mon):
+        if not seen:
+            rec = mon.recovery.records[0]
+            seen["cells"] = set(rec.cells)
+            seen["dependent"] = oracle.dependents(set(rec.cells))
+
     def setup(mon):
         oracle.attach(mon)
-        if borrow is not None:
-            BorrowingMemory(*borrow).attach(mon)
+        if memory == "real" and getattr(mon, "memory", None) is None:
+            attach_real_memory(mon)
+        elif isinstance(memory, tuple):
+            BorrowingMemory(*memory).attach(mon)
+        elif memory == "none":
+            mon.memory = None
+        mm = mon.memory
+        if mm is not None:  # the oracle looks just before the failed cell's memory is dropped
+            failed = mm.on_cell_failed
 
-    def probe(mon):
-        rec = mon.recovery.records[0]
-        seen["cells"] = set(rec.cells)
-        seen["dependent"] = oracle.dependents(set(rec.cells))
+            def on_cell_failed(cell):
+                snapshot(mon)
+                failed(cell)
 
-    mon, m = _run(cfg, setup=setup, probe_at=fault.at_s, probe=probe)
+            mm.on_cell_failed = on_cell_failed
+
+    mon, m = _run(cfg, setup=setup, probe_at=fault.at_s, probe=snapshot)
     lost = _lost(mon)
     if not seen:  # every VM finished before the fault: the run ended first
         assert not lost and m["faults_injected"] == 0

@@ -194,6 +194,11 @@ class Recovery:
                 rec.dependent.append(vm.id)
                 self.blame[vm.id] = rec
                 self.why[vm.id] = self.dependency(vm, new)
+        # The cells' memory is gone now: nothing may be placed there from this instant.
+        failed_hook = getattr(getattr(self.mon, "memory", None), "on_cell_failed", None)
+        if failed_hook is not None:
+            for c in new:
+                failed_hook(c)
         ep = self.episode
         if ep is None:
             self.episode = ep = Episode([rec], self.mon.loop.now)
@@ -345,8 +350,6 @@ class Recovery:
                     mon.loop.schedule(rng.exponential(1.0 / rate), self._touch, vm)
             else:
                 early.append(vm)
-        memory = getattr(mon, "memory", None)
-        failed_hook = getattr(memory, "on_cell_failed", None)
         end = now + self.f.terminate_ms_per_vm * 1e-3 * len(early)
         for rec in ep.records:
             rec.recovery_ms = (end - rec.fault.time_s) * 1e3
@@ -359,9 +362,6 @@ class Recovery:
         for vm in early:  # blamed on an earlier episode's fault (rare): still terminate
             if vm.status == "running":
                 self.terminate([vm], self.blame[vm.id], end)
-        if failed_hook is not None:
-            for c in cells:
-                failed_hook(c)
         self.resume()
         if self.f.cell_repair_s is not None:
             for c in cells:

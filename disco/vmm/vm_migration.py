@@ -93,9 +93,11 @@ class VMMigrator:
                     cpu.slice_event = None
                     freed.append(mon.stop(v, RUNNABLE))
         m = mon.machine
-        targets = [mon.cpus[i] for c in cells for i in m.cell_cpus(c)]
+        # A VCPU already in the new cells (a balancer moved it there meanwhile) stays put.
+        movers = [v for v in vm.vcpus if v.state != DONE and mon.cpus[v.cpu].cell not in cells]
+        kept = {v.cpu for v in vm.vcpus if v.state != DONE and v not in movers}
+        targets = [mon.cpus[i] for c in cells for i in m.cell_cpus(c) if i not in kept]
         targets.sort(key=lambda c: (c.load, len(c.queue), c.index))
-        movers = [v for v in vm.vcpus if v.state != DONE]
         if len(targets) < len(movers):
             for cpu in freed:
                 gang.kick(cpu)
