@@ -119,3 +119,18 @@ def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path
     assert main([arg for arg in args if not arg.startswith("ray.")]) == 0  # the session Ray
     df = runs_table(tmp_path)
     assert df.height == n and df["key"].n_unique() == n and (df["status"] == "ok").all()
+
+
+def test_attach_to_an_existing_cluster_ships_the_code_and_writes_absolute_paths(tmp_path,
+                                                                                local_ray):
+    from framework_helpers.common import disco_subprocess
+
+    address = local_ray.get_runtime_context().gcs_address
+    proc = disco_subprocess("-m", *FAST, f"ray.address={address}", "results_dir=rel_results",
+                            "policy=cellular_disco,no_balancers", cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Pushing file package" in err  # runtime_env working_dir: the project was shipped
+    df = runs_table(tmp_path / "rel_results")
+    assert df.height == 2 and (df["status"] == "ok").all()
+    assert str(tmp_path / "rel_results" / "default" / "runs.parquet") in out

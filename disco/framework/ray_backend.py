@@ -25,11 +25,37 @@ def is_serial(ray_cfg: dict[str, Any]) -> bool:
     return addr is None or str(addr).lower() in ("none", "null", "", "serial")
 
 
-def _env() -> None:
-    # Must be set before `import ray`: keep a local Ray on this host, without auth prompts.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+def _env(address: str) -> None:
+    """Environment Ray reads at import time, so this runs before the first ``import ray``.
+
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray use 127.0.0.1 as this node's IP: right
+    for a private local Ray and for attaching to a head bound to loopback, wrong for a real
+    multi-host cluster (its nodes could not reach us), so it is only set in the first two cases.
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address == LOCAL or _is_loopback(_resolve(address)):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _resolve(address: str) -> str:
+    """``auto`` -> the address Ray would pick ($RAY_ADDRESS, else the last ``ray start``)."""
+    if address != "auto":
+        return address
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env
+    try:
+        return Path(tempfile.gettempdir(), "ray", "ray_current_cluster").read_text().strip()
+    except OSError:
+        return address
+
+
+def _is_loopback(address: str) -> bool:
+    if address.startswith("ray://"):
+        return False
+    host = address.rpartition(":")[0] or address
+    return host in ("127.0.0.1", "localhost")
 
 
 def _short_temp_dir() -> str:
@@ -50,12 +76,12 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
 
     If Ray is already initialized in this process (a notebook, the test session), use it.
     """
-    _env()
+    address = str(ray_cfg.get("address") or LOCAL)
+    _env(address)
     import ray
 
     if ray.is_initialized():
         return False
-    address = str(ray_cfg.get("address") or LOCAL)
     runtime_env = dict(ray_cfg.get("runtime_env") or {})
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                               "log_to_driver": True}
@@ -78,7 +104,11 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
                 ".git", ".venv", "results", "outputs", "multirun", "*.parquet", "*.png",
                 ".ruff_cache", ".pytest_cache", ".hypothesis", "__pycache__",
             ])
-        ray.init(address=address, runtime_env=runtime_env or None, **common)
+        node_ip = ray_cfg.get("node_ip_address") or (
+            "127.0.0.1" if _is_loopback(_resolve(address)) else None)
+        extra = {"_node_ip_address": node_ip} if node_ip else {}
+        common["logging_level"] = "info"  # say what is shipped where
+        ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
     return True
 
 
@@ -100,6 +130,7 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
         batch_size: int | None, on_summary: Callable[[RunSummary], None],
         tick: Callable[[], None] = lambda: None) -> None:
     """Run every spec on Ray, calling ``on_summary`` once per run as results come back."""
+    _env(str(ray_cfg.get("address") or LOCAL))
     import ray
     from ray.exceptions import RayError
 
