@@ -71,28 +71,44 @@ class WorkloadProfile:
     kernel_fraction: float = 0.1  # share of time in the kernel: sets virtualization overhead
     spin_sensitivity: float = 0.0  # progress lost while a sibling VCPU is descheduled
     memory_intensity: float = 0.3  # sensitivity to remote memory latency (memory issue)
+    # Memory behaviour (disco/vmm/memory.py), all [A]: share of memory_mb touched at boot;
+    # growth after boot (Database grows); hot share of the touched memory; guest kernel and
+    # binaries identical across VMs of this workload (shared copy-on-write); share of its private
+    # memory the guest frees (and reuses) per second; the guest's own paging once its memory is
+    # full (what the virtual paging disk turns into remappings).
+    memory_initial_fraction: float = 0.5
+    memory_growth_mb_per_s: float = 0.0
+    working_set_fraction: float = 0.5
+    shared_mb: int = 32
+    free_per_s: float = 0.0
+    guest_paging_mb_per_s: float = 0.0
 
 
 def _default_profiles() -> dict[str, WorkloadProfile]:
     return {
         # CPU bound, barrier/spinlock synchronised: loses almost everything when a peer is off.
         "raytrace": WorkloadProfile(
-            burst_ms=200.0, kernel_fraction=0.05, spin_sensitivity=0.9, memory_intensity=0.1
+            burst_ms=200.0, kernel_fraction=0.05, spin_sensitivity=0.9, memory_intensity=0.1,
+            memory_initial_fraction=0.9, working_set_fraction=0.6,  # scene loaded at start
         ),
-        # Many short compiles: kernel intensive, frequent disk waits.
+        # Many short compiles: kernel intensive, frequent disk waits; processes free memory.
         "pmake": WorkloadProfile(
             burst_ms=15.0, io_prob=0.35, io_ms=6.0, idle_prob=0.05, idle_ms=10.0,
             kernel_fraction=0.45, spin_sensitivity=0.2, memory_intensity=0.3,
+            memory_initial_fraction=0.6, working_set_fraction=0.5, free_per_s=0.2,
         ),
         # Multi-threaded DB: memory heavy, I/O waits.
         "database": WorkloadProfile(
             burst_ms=25.0, io_prob=0.3, io_ms=8.0, kernel_fraction=0.25,
             spin_sensitivity=0.3, memory_intensity=0.8,
+            memory_initial_fraction=0.3, memory_growth_mb_per_s=100.0, working_set_fraction=0.7,
+            free_per_s=0.01, guest_paging_mb_per_s=8.0,  # buffer pool grows, then turns over
         ),
         # Request driven: idle between requests, I/O and kernel intensive.
         "webserver": WorkloadProfile(
             burst_ms=8.0, io_prob=0.2, io_ms=4.0, idle_prob=0.3, idle_ms=6.0,
             kernel_fraction=0.35, spin_sensitivity=0.1, memory_intensity=0.4,
+            memory_initial_fraction=0.5, working_set_fraction=0.4, free_per_s=0.05,
         ),
     }
 
@@ -161,6 +177,28 @@ class PolicyConfig:
     # [A] Kernel contention of a commodity OS: slowdown per unit kernel_fraction per doubling
     # of the CPUs one OS instance spans (a guest's VCPUs, a partition, or the SMP machine).
     os_contention: float = 0.15
+    # -- memory (PAPER.md, Memory management and Paging; disco/vmm/memory.py) --------------
+    chunk_mb: int = 4  # [A] tracking granularity: one chunk stands for 1024 4 KB pages
+    memory_tick_ms: float = 100.0  # [A] period of guest memory activity and the NUMA policy
+    # [A] share of native time a memory_intensity=1 workload stalls on local-latency misses;
+    # remote chunks stretch that share by latency / local latency.
+    memory_stall_fraction: float = 0.25
+    numa_migration: bool = True  # Disco: migrate chunks toward the VCPUs using them
+    numa_replication: bool = True  # Disco: replicate read-shared (kernel, binary) chunks
+    numa_chunks_per_tick: int = 2  # [A] chunks a VM may migrate or replicate per tick
+    numa_threshold: float = 0.05  # [A] misplaced share of a VM's chunks that triggers moves
+    copy_mb_per_s: float = 400.0  # [A] memory-to-memory copy: the cost of a move or replica
+    borrow_policy: str = "paper"  # paper | none (own cells only) | anywhere (ignore containment)
+    borrow_trigger_mb: int = 16  # [S] a cell with less free than this borrows
+    borrow_unit_mb: int = 4  # [S] borrowed in units of this, at least this per lender
+    lend_floor_mb: int = 32  # [S] a cell lends only while it keeps this much free
+    paging: bool = True  # page to disk when every cell is short (else allocations wait)
+    paging_skip_freed: bool = True  # never write chunks the guest has freed
+    paging_shared_once: bool = True  # a shared chunk is written once, with its sharing info
+    paging_virtual_disk: bool = True  # guest page-outs of paged-out chunks only remap
+    paging_disks: int = 4  # [A] paging disks, one FIFO queue each
+    disk_seek_ms: float = 8.0  # [A] per request
+    disk_mb_per_s: float = 20.0  # [A] transfer bandwidth of one disk
 
 
 @dataclass(slots=True)
@@ -353,7 +391,59 @@ class SimConfig:
         if not p.overcommit_vcpus and total_vcpus > cpus:
             raise ConfigError("policy.overcommit_vcpus", p.overcommit_vcpus,
                               f"the mix has {total_vcpus} VCPUs for {cpus} CPUs")
+        _check_memory(self)
         _check_faults(self)
+
+
+BORROW_POLICIES = ("paper", "none", "anywhere")
+
+
+def _check_memory(cfg: SimConfig) -> None:
+    """The memory knobs (``policy.chunk_mb`` ...), profile memory fields and VM sizes."""
+    m, p, w = cfg.machine, cfg.policy, cfg.workload
+    _positive("policy.chunk_mb", p.chunk_mb)
+    if m.memory_per_node_mb % p.chunk_mb:
+        raise ConfigError("policy.chunk_mb", p.chunk_mb,
+                          f"must divide machine.memory_per_node_mb={m.memory_per_node_mb}")
+    for key in ("memory_tick_ms", "copy_mb_per_s", "borrow_unit_mb", "paging_disks",
+                "disk_mb_per_s"):
+        _positive(f"policy.{key}", getattr(p, key))
+    for key in ("borrow_trigger_mb", "lend_floor_mb", "numa_chunks_per_tick", "disk_seek_ms"):
+        _non_negative(f"policy.{key}", getattr(p, key))
+    for key in ("memory_stall_fraction", "numa_threshold"):
+        v = getattr(p, key)
+        if isinstance(v, bool) or not 0.0 <= v <= 1.0:
+            raise ConfigError(f"policy.{key}", v, "must be in [0, 1]")
+    if p.borrow_policy not in BORROW_POLICIES:
+        raise ConfigError("policy.borrow_policy", p.borrow_policy,
+                          f"unknown policy; known: {', '.join(BORROW_POLICIES)}")
+    if p.lend_floor_mb < p.borrow_trigger_mb:
+        raise ConfigError("policy.lend_floor_mb", p.lend_floor_mb,
+                          f"must be >= policy.borrow_trigger_mb={p.borrow_trigger_mb} (a cell "
+                          "would lend memory it then has to borrow back)")
+    for name, prof in w.profiles.items():
+        key = f"workload.profiles.{name}"
+        for f in ("memory_initial_fraction", "working_set_fraction", "free_per_s"):
+            v = getattr(prof, f)
+            if isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{key}.{f}", v, "must be in [0, 1]")
+        for f in ("memory_growth_mb_per_s", "shared_mb", "guest_paging_mb_per_s"):
+            _non_negative(f"{key}.{f}", getattr(prof, f))
+    total = m.nodes * m.memory_per_node_mb
+    cell_mb = cfg.nodes_per_cell * m.memory_per_node_mb
+    cpus_per_cell = cfg.nodes_per_cell * m.cpus_per_node
+    own_only = p.borrow_policy == "none" or p.name == "fixed_partition"
+    for i, g in enumerate(w.vms):
+        if p.paging:
+            break
+        key = f"workload.vms[{i}].memory_mb"
+        if g.memory_mb > total:
+            raise ConfigError(key, g.memory_mb, f"larger than the machine's {total} MB memory "
+                              "and policy.paging is off")
+        home_mb = -(-g.vcpus // cpus_per_cell) * cell_mb
+        if own_only and g.memory_mb > home_mb:
+            raise ConfigError(key, g.memory_mb, f"larger than its home cells' {home_mb} MB, "
+                              "with no borrowing and policy.paging off")
 
 
 def _check_faults(cfg: SimConfig) -> None:

@@ -13,6 +13,7 @@ from disco.engine import EventLoop, RandomStreams
 from disco.policies import make_policy
 from disco.result import SimResult
 from disco.vmm.invariants import InvariantChecker
+from disco.vmm.memory import attach_memory
 from disco.vmm.monitor import Monitor
 from disco.vmm.recovery import Recovery
 
@@ -22,6 +23,7 @@ def build(cfg: SimConfig) -> Monitor:
     cfg.validate()
     loop = EventLoop()
     monitor = Monitor(cfg, loop, RandomStreams(cfg.sim.seed), make_policy(cfg))
+    attach_memory(monitor)  # placement, borrowing, paging (memory.py)
     monitor.build()
     Recovery(monitor)  # fault injection, containment and recovery (defaults: no faults)
     if cfg.sim.check_invariants:

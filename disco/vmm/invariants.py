@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from disco.vmm.state import RUNNABLE, RUNNING, STATE_NAMES
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class InvariantChecker:
                     self.fail(f"{vm.name} running flag {vm.running} with {running} running")
         self.check_accounts()
         self.check_faults()
+        self.check_memory()
 
     def check_accounts(self) -> None:
         """Charged time plus the open segments equals CPUs x now."""
@@ -104,3 +107,76 @@ class InvariantChecker:
         for vm in mon.vms:
             if vm.status == "running" and any(c in vm.cell_vcpus for c in failed):
                 self.fail(f"{vm.name} runs on with a VCPU on failed cell(s) {failed}")
+
+    def check_memory(self) -> None:
+        """Memory (``memory.py``), when attached: per node used + free = frames, every event;
+        every 64th event a full audit (``audit_memory``)."""
+        from disco.vmm.memory import MemoryManager
+
+        mm = getattr(self.mon, "memory", None)
+        if not isinstance(mm, MemoryManager):  # absent, or a test's stand-in
+            return
+        used = np.bincount(np.flatnonzero(mm.f_owner != -1) // mm.fpn, minlength=len(mm.free))
+        for n, stacks in enumerate(mm.free):
+            free = sum(len(s) for s in stacks.values())
+            if free != mm.node_free[n] or free + int(used[n]) != mm.fpn:
+                self.fail(f"memory of node {n}: used {int(used[n])} + free {free} "
+                          f"(counter {mm.node_free[n]}) != {mm.fpn} frames")
+        self._memory_events = getattr(self, "_memory_events", 0) + 1
+        if self._memory_events % 64 == 1:
+            self.audit_memory()
+
+    def audit_memory(self) -> None:
+        """Every frame has one home node and is in exactly one place: one free stack (with its
+        manager) or one owner's chunk; per-cell free and the loans recount; lent = borrowed."""
+        mon = self.mon
+        mm = mon.memory  # type: ignore[attr-defined]
+        seen = np.zeros(mm.frames, np.int32)
+        cells = len(mm.cell_free)
+        own_free = [0] * cells
+        loan_free: dict[tuple[int, int], int] = {}
+        for n, stacks in enumerate(mm.free):
+            cell = mm.cell_of_node[n]
+            for mgr, stack in stacks.items():
+                for f in stack:
+                    seen[f] += 1
+                    if f // mm.fpn != n or mm.f_owner[f] != -1 or mm.f_mgr[f] != mgr:
+                        self.fail(f"free frame {f} on node {n} stack of cell {mgr}: home "
+                                  f"{f // mm.fpn}, owner {mm.f_owner[f]}, manager {mm.f_mgr[f]}")
+                if mgr == cell:
+                    own_free[cell] += len(stack)
+                elif stack:
+                    loan_free[(mgr, cell)] = loan_free.get((mgr, cell), 0) + len(stack)
+        for vid, r in mm.records.items():
+            for j in np.flatnonzero(r.frame >= 0).tolist():
+                f = int(r.frame[j])
+                seen[f] += 1
+                if mm.f_owner[f] != vid or mm.f_idx[f] != j:
+                    self.fail(f"vm {vid} chunk {j} in frame {f} owned by {mm.f_owner[f]}")
+        for reg in mm.regions.values():
+            for i in np.flatnonzero(reg.frame >= 0).tolist():
+                seen[int(reg.frame[i])] += 1
+            for reps in reg.replicas.values():
+                for f in reps:
+                    seen[f] += 1
+        bad = np.flatnonzero(seen != 1)
+        if len(bad):
+            f = int(bad[0])
+            self.fail(f"frame {f} is in {int(seen[f])} places (owner {mm.f_owner[f]})")
+        for c in range(cells):
+            if mm.cell_online[c] and own_free[c] != mm.cell_free[c]:
+                self.fail(f"cell {c} free counter {mm.cell_free[c]} != recount {own_free[c]}")
+        bw = mm.borrowing
+        home = np.repeat(np.arange(len(mm.free)) // mon.machine.nodes_per_cell, mm.fpn)
+        lent_rc: dict[tuple[int, int], int] = {}
+        for f in np.flatnonzero(mm.f_mgr != home).tolist():
+            key = (int(mm.f_mgr[f]), int(home[f]))
+            lent_rc[key] = lent_rc.get(key, 0) + 1
+        lent = {(b, ln): k for b, d in bw.lent.items() for ln, k in d.items() if k}
+        if lent != lent_rc:
+            self.fail(f"loans (borrower, lender): books {lent} != frames {lent_rc}")
+        books = {(b, ln): k for b, d in bw.loan_free.items() for ln, k in d.items() if k}
+        if books != loan_free:
+            self.fail(f"borrowed reserves: books {books} != free stacks {loan_free}")
+        if bw.on_loan != sum(lent_rc.values()):
+            self.fail(f"on loan {bw.on_loan} != {sum(lent_rc.values())}")

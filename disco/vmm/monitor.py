@@ -75,6 +75,7 @@ class Monitor:
         self.rate_factor: Callable[[VCPU], float] | None = None
         self.extra_metrics: list[Callable[[], dict[str, float | int]]] = []
         self.extra_tables: dict[str, Callable[[], dict[str, list]]] = {}
+        self.extra_vm_columns: list[Callable[[], dict[str, list]]] = []  # per-VM table
 
     def add_hook(self, hook: object) -> None:
         self.hooks.append(hook)
@@ -393,4 +394,6 @@ class Monitor:
             cols["status"].append(vm.status)
             cols["home_cells"].append(",".join(map(str, vm.home_cells)))
             cols["cells_visited"].append(len(vm.visited_cells))
+        for extra in self.extra_vm_columns:
+            cols.update(extra())
         return cols

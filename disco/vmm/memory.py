@@ -1,0 +1,875 @@
+"""Memory: where each VM's memory lives, what remote accesses cost it (PAPER.md, Memory).
+
+**Chunks.** Memory is tracked in frames of ``policy.chunk_mb`` (4 MB [A]: one frame stands for
+1024 4 KB pages; the paper machine has 2048). A frame's home node is fixed (frames are numbered
+node by node, ``frame // frames_per_node``); per frame, compact numpy arrays hold the owner
+(a VM id, ``SHARED``, ``REPLICA`` or ``FREE``), the managing cell (its own cell, or a borrower:
+``borrowing.py``) and the owner's chunk index. Free frames sit in per-node stacks keyed by
+managing cell. Each VM's guest-physical memory is ``memory_mb / chunk_mb`` chunks with a state
+(empty, resident, on disk, guest-freed), a frame and a reference bit (per-VM numpy arrays), and
+a second-chance FIFO (``paging.py``). Nothing is O(all chunks) per event: per-VM counters by
+node and cell are kept incrementally.
+
+**Guest behaviour** (``WorkloadProfile`` [A] fields), advanced every ``memory_tick_ms``:
+``memory_initial_fraction`` of its private memory is touched at boot, then it grows by
+``memory_growth_mb_per_s`` (Database); the most recent ``working_set_fraction`` of it is hot;
+``free_per_s`` of it is freed by the guest per second and reused ~0.5 s later (Pmake's short
+processes); once full and still growing, the guest pages ``guest_paging_mb_per_s`` to its own
+paging disk. ``shared_mb`` of guest kernel and binaries is identical across the VMs of one
+workload homed in one cell: one copy-on-write region, mapped by each (sharing stays inside a
+cell so it never breaks fault containment).
+
+**Placement.** First touch: a new chunk goes on the node of the touching VCPU (the VM's VCPUs
+take turns) if that node's cell is a home cell, else on the home cells' nearest node; when the
+home cells are exhausted, on memory borrowed from other cells (``borrowing.py``); when every
+cell is short, the pager frees memory (``paging.py``). Disco's NUMA policy
+(``numa_migration`` / ``numa_replication``), every tick and at most ``numa_chunks_per_tick``
+chunks per VM: when more than ``numa_threshold`` of a VM's chunks sit on nodes none of its
+VCPUs use, move them to the node of its VCPUs that holds least of its memory (never making the
+home cell short); replicate the shared (read-only code) region onto each node of a home cell
+where a sharer's VCPU runs while the cell has more than ``lend_floor_mb`` free (replicas are
+dropped first when it gets short). Each copy costs ``chunk_mb / copy_mb_per_s`` of monitor time
+on a VCPU of the VM (counted ``chunk_migrations``, ``chunk_replications``).
+
+**Remote-access model** [A]. A VCPU on node ``a`` accesses its VM's resident chunks uniformly
+(shared-region chunks at the nearest replica), so its mean latency is
+``L = sum_b share_b * latency_ns(a, b)`` (``Machine.latency_ns``: hop distance). A workload
+stalls on memory for ``s = memory_intensity * memory_stall_fraction`` of its native time at
+local latency, and that part stretches by ``L / local``: the progress rate is multiplied by
+``1 / (1 + s * (L / local - 1))`` (``mon.rate_factor``). With the defaults (stall 0.15, 310 ns
+local, 550 ns one hop) all-remote Database (intensity 0.8) runs ~9 % slower, Raytrace (0.1)
+~1 %. The factor is cached per (VM, node) and recomputed only when the VM's placement changes;
+running VCPUs are then resegmented once per tick. ``remote_access_fraction`` is the share of
+accesses (weighted by memory intensity and running time, sampled each tick) to other nodes.
+
+**Paging costs time** by stalling: a VCPU that needs a frame being written out, or touches a
+paged-out chunk, holds its CPU until the disk finishes (debt, charged as monitor overhead).
+
+**Slowdown** (per-VM column): run time over the same VM alone on an idle machine, computed
+analytically: ``work_s / (base_rate * f_alone)`` plus the expected guest I/O and idle waits,
+where ``f_alone`` is the rate factor of its memory spread evenly over the nodes its VCPUs would
+fill in its home cells.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from disco.vmm.borrowing import Borrowing
+from disco.vmm.disk import Disks
+from disco.vmm.paging import EMPTY, FREED, ON_DISK, RESIDENT, Pager
+from disco.vmm.state import DONE, LOST, RUNNING, VCPU, VM
+
+if TYPE_CHECKING:
+    from disco.vmm.monitor import Monitor
+
+FREE, SHARED, REPLICA = -1, -2, -3
+PAGE_BATCH = 4  # [A] chunks the pager frees at once
+FREE_LAG_S = 0.5  # [A] a guest-freed chunk is reused about this long after it was freed
+
+
+class SharedRegion:
+    """Guest kernel and binaries of one workload in one cell, mapped copy-on-write by each
+    sharer; ``replicas[node]`` holds copies of its first chunks on that node."""
+
+    __slots__ = ("key", "n", "frame", "state", "on_disk", "sharers", "node_count",
+                 "cell_count", "replicas", "resident")
+
+    def __init__(self, key: tuple[str, int], n: int) -> None:
+        self.key = key
+        self.n = n
+        self.frame = np.full(n, -1, np.int32)
+        self.state = np.zeros(n, np.int8)
+        self.on_disk = 0
+        self.sharers: list[int] = []  # VM ids, in arrival order; the first holds the FIFO
+        self.node_count: dict[int, int] = {}
+        self.cell_count: dict[int, int] = {}
+        self.replicas: dict[int, list[int]] = {}
+        self.resident = 0
+
+
+class VMMemory:
+    """One VM's guest-physical memory: ``n`` private chunks plus its shared region."""
+
+    __slots__ = ("vm", "n", "state", "frame", "ref", "used", "want", "hot", "node_count",
+                 "cell_count", "fifo", "resident", "on_disk", "factor", "remote", "region",
+                 "lenders", "rr", "freed", "free_acc", "gp_acc", "guest_clock", "dirty", "rng",
+                 "growth", "alone")
+
+    def __init__(self, vm: VM, n: int, rng: np.random.Generator) -> None:
+        self.vm = vm
+        self.n = n
+        self.state = np.zeros(n, np.int8)
+        self.frame = np.full(n, -1, np.int32)
+        self.ref = np.zeros(n, np.int8)
+        self.used = 0  # private chunks [0, used) are in use by the guest
+        self.want = 0.0  # guest demand in chunks (grows)
+        self.hot = 0  # the last ``hot`` of them are the working set
+        self.node_count: dict[int, int] = {}  # resident private frames per node
+        self.cell_count: dict[int, int] = {}  # ... per cell (with the region's: dependencies)
+        self.fifo: deque[int] = deque()  # private j >= 0; region chunk i as -(i + 1)
+        self.resident = 0
+        self.on_disk = 0
+        self.factor: dict[int, float] = {}  # node -> rate factor (cache)
+        self.remote: dict[int, float] = {}  # node -> remote share (cache)
+        self.region: SharedRegion | None = None
+        self.lenders: list[int] = []  # cells lending to it, in the order they were added
+        self.rr = 0  # next VCPU to touch memory
+        self.freed: deque[int] = deque()
+        self.free_acc = 0.0
+        self.gp_acc = 0.0
+        self.guest_clock = 0
+        self.dirty = True
+        self.rng = rng
+        self.growth = 0.0
+        self.alone = 1.0
+
+    def resident_total(self) -> int:
+        reg = self.region
+        if reg is not None and reg.sharers and reg.sharers[0] == self.vm.id:
+            return self.resident + reg.resident
+        return self.resident
+
+
+class MemoryManager:
+    """The memory side of the monitor; attached as ``mon.memory`` (see ``attach_memory``)."""
+
+    def __init__(self, mon: Monitor) -> None:
+        self.mon = mon
+        cfg = mon.cfg
+        p = cfg.policy
+        m = mon.machine
+        self.machine = m
+        self.p = p
+        self.chunk_mb = p.chunk_mb
+        self.fpn = fpn = m.memory_per_node_mb // p.chunk_mb
+        self.frames = m.nodes * fpn
+        self.cell_of_node = [m.cell_of_node(n) for n in range(m.nodes)]
+        self.node_of_cpu = [c.node for c in mon.cpus]
+        self.f_owner = np.full(self.frames, FREE, np.int32)
+        self.f_mgr = np.repeat(np.asarray(self.cell_of_node, np.int32), fpn)
+        self.f_idx = np.full(self.frames, -1, np.int32)
+        self.free: list[dict[int, list[int]]] = [
+            {self.cell_of_node[n]: list(range((n + 1) * fpn - 1, n * fpn - 1, -1))}
+            for n in range(m.nodes)]
+        self.node_free = [fpn] * m.nodes
+        self.cell_free = [fpn * m.nodes_per_cell] * m.cells  # own-managed free frames
+        self.cell_online = [True] * m.cells
+        self.records: dict[int, VMMemory] = {}
+        self.regions: dict[tuple[str, int], SharedRegion] = {}
+        self.disks = Disks(p)
+        self.borrowing = Borrowing(self)
+        self.pager = Pager(self)
+        self.local_ns = m.local_latency_ns
+        self.stall = p.memory_stall_fraction
+        self.tick_s = p.memory_tick_ms * 1e-3
+        self.copy_s = p.chunk_mb / p.copy_mb_per_s
+        self._order: dict[tuple[int, int], list[int]] = {}
+        self.counters = {"chunk_migrations": 0, "chunk_replications": 0}
+        self.alloc_failures = 0
+        self.stall_s = 0.0
+        self.running_mb = 0
+        self.peak_running_mb = 0
+        self.remote_w = 0.0
+        self.remote_sum = 0.0
+
+    # -- frames ---------------------------------------------------------------------------
+    def _nodes_near(self, near: int, cell: int) -> list[int]:
+        order = self._order.get((near, cell))
+        if order is None:
+            m = self.machine
+            order = sorted(m.cell_nodes(cell), key=lambda n: (m.hops(near, n), n))
+            self._order[(near, cell)] = order
+        return order
+
+    def _pop(self, cell: int, mgr: int, near: int) -> int:
+        """A free frame on ``cell``'s nodes managed by ``mgr``, nearest ``near``; -1 if none."""
+        for n in self._nodes_near(near, cell):
+            stack = self.free[n].get(mgr)
+            if stack:
+                f = stack.pop()
+                self.node_free[n] -= 1
+                if mgr == cell:
+                    self.cell_free[cell] -= 1
+                else:
+                    self.borrowing.taken(mgr, cell)
+                return f
+        return -1
+
+    def _push(self, f: int) -> None:
+        """Frame ``f`` is free again, back with its manager."""
+        n = f // self.fpn
+        cell = self.cell_of_node[n]
+        mgr = int(self.f_mgr[f])
+        self.f_owner[f] = FREE
+        self.f_idx[f] = -1
+        self.free[n].setdefault(mgr, []).append(f)
+        self.node_free[n] += 1
+        if mgr == cell:
+            self.cell_free[cell] += 1
+        else:
+            self.borrowing.returned(mgr, cell)
+
+    def take(self, r: VMMemory, near: int) -> int:
+        """A frame for VM ``r`` touched from node ``near``: home cells, then borrowed; -1."""
+        home = r.vm.home_cells
+        cells = home
+        near_cell = self.cell_of_node[near]
+        if near_cell in home and home[0] != near_cell:
+            cells = (near_cell,) + tuple(c for c in home if c != near_cell)
+        trigger = self.borrowing.trigger
+        for cell in cells:
+            if not self.cell_online[cell]:
+                continue
+            f = self._pop(cell, cell, near if near_cell == cell else self._first_node(cell))
+            if f >= 0:
+                if self.cell_free[cell] < trigger:
+                    self.short(cell, r)
+                return f
+        for cell in cells:
+            self.short(cell, r)
+        return self.borrowing.take(r, near)
+
+    def _first_node(self, cell: int) -> int:
+        return cell * self.machine.nodes_per_cell
+
+    def short(self, cell: int, r: VMMemory) -> None:
+        """``cell``'s own free fell below the trigger: drop replicas, then borrow."""
+        if self.cell_free[cell] < self.borrowing.trigger:
+            self._drop_replicas(cell)
+        if self.cell_free[cell] < self.borrowing.trigger:
+            self.borrowing.replenish(cell, r)
+
+    def get_frame(self, r: VMMemory, near: int) -> int:
+        """``take``, paging if every cell is short; the wait for the disk is charged."""
+        f = self.take(r, near)
+        if f < 0:
+            until = self.pager.make_room(r, PAGE_BATCH)
+            if until >= 0.0:
+                self.pager.wait(r, until)
+                f = self.take(r, near)
+        if f < 0:
+            self.alloc_failures += 1
+        return f
+
+    # -- mapping ------------------------------------------------------------------------
+    def map_private(self, r: VMMemory, j: int, f: int) -> None:
+        self.f_owner[f] = r.vm.id
+        self.f_idx[f] = j
+        r.frame[j] = f
+        r.state[j] = RESIDENT
+        n = f // self.fpn
+        c = self.cell_of_node[n]
+        r.node_count[n] = r.node_count.get(n, 0) + 1
+        r.cell_count[c] = r.cell_count.get(c, 0) + 1
+        r.resident += 1
+        r.fifo.append(j)
+        r.dirty = True
+
+    def unmap_private(self, r: VMMemory, j: int, f: int) -> None:
+        r.frame[j] = -1
+        n = f // self.fpn
+        c = self.cell_of_node[n]
+        _dec(r.node_count, n)
+        _dec(r.cell_count, c)
+        r.resident -= 1
+        r.dirty = True
+        self._push(f)
+
+    def map_shared(self, reg: SharedRegion, i: int, f: int) -> None:
+        self.f_owner[f] = SHARED
+        self.f_idx[f] = i
+        reg.frame[i] = f
+        reg.state[i] = RESIDENT
+        n = f // self.fpn
+        reg.node_count[n] = reg.node_count.get(n, 0) + 1
+        c = self.cell_of_node[n]
+        reg.cell_count[c] = reg.cell_count.get(c, 0) + 1
+        reg.resident += 1
+        holder = self.records.get(reg.sharers[0]) if reg.sharers else None
+        if holder is not None:
+            holder.fifo.append(-(i + 1))
+        self._region_changed(reg)
+
+    def unmap_shared(self, reg: SharedRegion, i: int, f: int) -> None:
+        reg.frame[i] = -1
+        n = f // self.fpn
+        _dec(reg.node_count, n)
+        _dec(reg.cell_count, self.cell_of_node[n])
+        reg.resident -= 1
+        self._push(f)
+        for reps in reg.replicas.values():  # replicas copy a resident prefix of the region
+            while len(reps) > i:
+                self._push(reps.pop())
+        self._region_changed(reg)
+
+    def _region_changed(self, reg: SharedRegion) -> None:
+        for vid in reg.sharers:
+            r = self.records.get(vid)
+            if r is not None:
+                r.dirty = True
+
+    # -- the VCPU that touches memory ---------------------------------------------------
+    def toucher(self, r: VMMemory) -> VCPU | None:
+        vcpus = r.vm.vcpus
+        for _ in range(len(vcpus)):
+            v = vcpus[r.rr % len(vcpus)]
+            r.rr += 1
+            if v.state not in (DONE, LOST):
+                return v
+        return None
+
+    def node_of(self, r: VMMemory, v: VCPU | None) -> int:
+        if v is not None and v.cpu >= 0:
+            return self.node_of_cpu[v.cpu]
+        return self._first_node(r.vm.home_cells[0])
+
+    def charge(self, v: VCPU, seconds: float) -> None:
+        """Monitor time ``v`` must spend before progressing (copies, disk waits)."""
+        if seconds <= 0.0 or v.state in (DONE, LOST):
+            return
+        if v.state == RUNNING:
+            self.mon.account(v)
+            v.debt += seconds
+            self.mon.resegment(v)
+        else:
+            v.debt += seconds
+
+    def touch(self, r: VMMemory, j: int) -> bool:
+        """First touch (or reuse after a drop) of private chunk ``j``."""
+        v = self.toucher(r)
+        f = self.get_frame(r, self.node_of(r, v))
+        if f < 0:
+            return False
+        self.map_private(r, j, f)
+        r.ref[j] = 1
+        return True
+
+    def page_in(self, r: VMMemory, j: int) -> bool:
+        """Chunk ``j`` is on disk and touched: read it into a new frame; the VCPU waits."""
+        v = self.toucher(r)
+        f = self.get_frame(r, self.node_of(r, v))
+        if f < 0:
+            return False
+        until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+                                   self.chunk_mb, write=False)
+        self.pager.pages_in += 1
+        r.on_disk -= 1
+        self.map_private(r, j, f)
+        r.ref[j] = 1
+        if v is not None:
+            self.stall_s += until - self.mon.loop.now
+            self.charge(v, until - self.mon.loop.now)
+        return True
+
+    def _shared_in(self, r: VMMemory, reg: SharedRegion, i: int) -> bool:
+        v = self.toucher(r)
+        f = self.get_frame(r, self.node_of(r, v))
+        if f < 0:
+            return False
+        if reg.state[i] == ON_DISK:
+            until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+                                       self.chunk_mb, write=False)
+            self.pager.pages_in += 1
+            reg.on_disk -= 1
+            if v is not None:
+                self.stall_s += until - self.mon.loop.now
+                self.charge(v, until - self.mon.loop.now)
+        self.map_shared(reg, i, f)
+        return True
+
+    # -- VM life ------------------------------------------------------------------------
+    def on_vm_arrival(self, vm: VM) -> None:
+        p = vm.profile
+        chunk = self.chunk_mb
+        total = max(1, -(-vm.memory_mb // chunk))
+        sh = min(total, -(-p.shared_mb // chunk)) if p.shared_mb > 0 else 0
+        r = VMMemory(vm, total - sh, self.mon.streams.get(f"memory/{vm.id}"))
+        r.growth = p.memory_growth_mb_per_s / chunk
+        r.alone = self._alone_factor(vm)
+        self.records[vm.id] = r
+        self.running_mb += vm.memory_mb
+        self.peak_running_mb = max(self.peak_running_mb, self.running_mb)
+        if sh:
+            self._attach_region(r, sh)
+        r.want = p.memory_initial_fraction * r.n
+        self._grow(r)
+        self._refresh(r)
+
+    def _attach_region(self, r: VMMemory, sh: int) -> None:
+        key = (r.vm.workload, r.vm.home_cells[0])
+        reg = self.regions.get(key)
+        if reg is None:
+            reg = self.regions[key] = SharedRegion(key, sh)
+        reg.sharers.append(r.vm.id)
+        r.region = reg
+        for i in range(reg.n):
+            if reg.state[i] != RESIDENT and not self._shared_in(r, reg, i):
+                break
+        self._region_changed(reg)
+
+    def _detach_region(self, r: VMMemory) -> None:
+        reg = r.region
+        if reg is None:
+            return
+        r.region = None
+        was_holder = reg.sharers[0] == r.vm.id
+        reg.sharers.remove(r.vm.id)
+        if reg.sharers:
+            nxt = self.records.get(reg.sharers[0])
+            if nxt is not None and was_holder:
+                for i in np.flatnonzero(reg.state == RESIDENT).tolist():
+                    nxt.fifo.append(-(i + 1))
+            self._region_changed(reg)
+            return
+        for i in np.flatnonzero(reg.state == RESIDENT).tolist():
+            f = int(reg.frame[i])
+            reg.state[i] = EMPTY
+            self.unmap_shared(reg, i, f)
+        for reps in reg.replicas.values():
+            while reps:
+                self._push(reps.pop())
+        del self.regions[reg.key]
+
+    def on_vm_exit(self, vm: VM) -> None:
+        r = self.records.pop(vm.id, None)
+        if r is None:
+            return
+        self.running_mb -= vm.memory_mb
+        for j in np.flatnonzero(r.frame >= 0).tolist():
+            f = int(r.frame[j])
+            r.state[j] = EMPTY
+            self.unmap_private(r, j, f)
+        self._detach_region(r)
+        self.borrowing.settle()
+
+    def on_vm_migrated(self, vm: VM, old_cells: tuple[int, ...],
+                       new_cells: tuple[int, ...]) -> None:
+        """A whole-VM migration copied its memory: move every frame into the new cells."""
+        r = self.records.get(vm.id)
+        if r is None:
+            return
+        r.lenders = []
+        for j in np.flatnonzero(r.frame >= 0).tolist():
+            f = int(r.frame[j])
+            if self.cell_of_node[f // self.fpn] in new_cells:
+                continue
+            g = self.take(r, self.node_of(r, self.toucher(r)))
+            if g < 0:
+                continue  # stays behind: the VM still depends on that cell
+            state = int(r.state[j])
+            self.unmap_private(r, j, f)
+            self.map_private(r, j, g)
+            r.state[j] = state
+        if r.region is not None and r.region.key[1] not in new_cells:
+            sh = r.region.n
+            self._detach_region(r)
+            self._attach_region(r, sh)
+        self.borrowing.settle()
+        self._refresh(r)
+
+    def on_cell_failed(self, cell: int) -> None:
+        """A cell failed: the memory homed on its nodes is lost and goes offline; loans it
+        made or held are cancelled. VMs still running keep going with those chunks empty."""
+        m = self.machine
+        self.cell_online[cell] = False
+        for n in m.cell_nodes(cell):
+            lo, hi = n * self.fpn, (n + 1) * self.fpn
+            owners = self.f_owner[lo:hi]
+            for k in np.flatnonzero(owners != FREE).tolist():
+                self._lose(lo + k)
+        bw = self.borrowing
+        # Loans the failed cell made: the reserves vanish with it.
+        for b, pools in bw.loan_free.items():
+            if pools.get(cell):
+                bw.give_back(b, cell, pools[cell])
+        # Loans it held: unused reserves go back, frames in use become the lender's own.
+        pools = bw.loan_free.get(cell, {})
+        for lender, free in list(pools.items()):
+            if free:
+                bw.give_back(cell, lender, free)
+        for lender in list(bw.lent.get(cell, {})):
+            for n in m.cell_nodes(lender):
+                lo, hi = n * self.fpn, (n + 1) * self.fpn
+                for k in np.flatnonzero(self.f_mgr[lo:hi] == cell).tolist():
+                    self.f_mgr[lo + k] = lender
+                    bw.unlend(cell, lender)
+        for n in m.cell_nodes(cell):
+            # Keep the books (free = total) with the frames held by their own cell, offline.
+            for mgr, stack in list(self.free[n].items()):
+                if mgr != cell and stack:
+                    bw.loan_free[mgr][cell] -= len(stack)
+                    bw.lent[mgr][cell] -= len(stack)
+                    bw.on_loan -= len(stack)
+                    for f in stack:
+                        self.f_mgr[f] = cell
+                    self.free[n].setdefault(cell, []).extend(stack)
+                    stack.clear()
+        self.cell_free[cell] = 0
+        for r in self.records.values():
+            if cell in r.lenders:
+                r.lenders.remove(cell)
+
+    def _lose(self, f: int) -> None:
+        owner = int(self.f_owner[f])
+        idx = int(self.f_idx[f])
+        if owner >= 0:
+            r = self.records[owner]
+            r.state[idx] = EMPTY
+            self.unmap_private(r, idx, f)
+        elif owner == SHARED:
+            reg = next(g for g in self.regions.values() if idx < g.n and g.frame[idx] == f)
+            reg.state[idx] = EMPTY
+            self.unmap_shared(reg, idx, f)
+        else:  # a replica
+            for reg in self.regions.values():
+                for reps in reg.replicas.values():
+                    if f in reps:
+                        reps.remove(f)
+                        self._push(f)
+                        return
+
+    def on_cell_repaired(self, cell: int) -> None:
+        self.cell_online[cell] = True
+        self.cell_free[cell] = sum(len(self.free[n].get(cell, ()))
+                                   for n in self.machine.cell_nodes(cell))
+
+    # -- the guest, every tick ----------------------------------------------------------
+    def tick(self) -> None:
+        dt = self.tick_s
+        for r in list(self.records.values()):
+            if r.vm.status != "running":
+                continue
+            if r.growth and r.want < r.n:
+                r.want = min(float(r.n), r.want + r.growth * dt)
+            self._grow(r)
+            self._guest(r, dt)
+            if r.on_disk:
+                self._fault_hot(r)
+            self._numa(r)
+            self._refresh(r)
+        self.borrowing.settle()
+        self._sample(dt)
+        self.mon.loop.schedule(dt, self.tick)
+
+    def _grow(self, r: VMMemory) -> None:
+        target = min(r.n, int(r.want))
+        while r.used < target:
+            if r.state[r.used] == EMPTY and not self.touch(r, r.used):
+                break
+            r.used += 1
+        r.hot = int(r.vm.profile.working_set_fraction * r.used)
+
+    def _guest(self, r: VMMemory, dt: float) -> None:
+        p = r.vm.profile
+        cold = r.used - r.hot
+        if p.free_per_s > 0.0 and cold > 0:
+            r.free_acc += p.free_per_s * dt * r.used
+            k = int(r.free_acc)
+            r.free_acc -= k
+            for j in r.rng.integers(0, cold, size=k).tolist():
+                st = r.state[j]
+                if st == RESIDENT:
+                    r.state[j] = FREED
+                    r.freed.append(j)
+                elif st == ON_DISK and self.pager.skip_freed:
+                    r.state[j] = EMPTY  # the monitor learns the data is dead: drop it
+                    r.on_disk -= 1
+                    r.freed.append(j)
+            # Reuse: the guest reallocates what it freed about FREE_LAG_S ago.
+            keep = int(p.free_per_s * FREE_LAG_S * r.used)
+            while len(r.freed) > keep:
+                j = r.freed.popleft()
+                st = r.state[j]
+                if st == FREED:
+                    r.state[j] = RESIDENT
+                    r.ref[j] = 1
+                elif st == EMPTY:
+                    if not self.touch(r, j):
+                        r.freed.appendleft(j)
+                        break
+                elif st == ON_DISK:  # written although free: read back (no skip_freed)
+                    if not self.page_in(r, j):
+                        r.freed.appendleft(j)
+                        break
+        if p.guest_paging_mb_per_s > 0.0 and r.used >= r.n and cold > 0 and r.growth:
+            r.gp_acc += p.guest_paging_mb_per_s / self.chunk_mb * dt
+            while r.gp_acc >= 1.0:
+                r.gp_acc -= 1.0
+                j = r.guest_clock % cold
+                r.guest_clock += 1
+                self._guest_page(r, j)
+
+    def _guest_page(self, r: VMMemory, j: int) -> None:
+        """The guest OS pages chunk ``j`` out to its own paging disk, then reuses it."""
+        if r.state[j] != ON_DISK:
+            return  # resident: the guest's own write is part of its I/O model
+        pager = self.pager
+        if pager.virtual_disk:
+            pager.avoided_double += 1  # remap the monitor's copy to the guest's disk
+            r.state[j] = EMPTY
+            r.on_disk -= 1
+            self.touch(r, j)
+            return
+        # Double paging: read the chunk back, then the guest writes it to its disk.
+        if self.page_in(r, j):
+            until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+                                       self.chunk_mb, write=True)
+            self.pager.wait(r, until)
+
+    def _fault_hot(self, r: VMMemory) -> None:
+        lo, hi = r.used - r.hot, r.used
+        for j in (np.flatnonzero(r.state[lo:hi] == ON_DISK) + lo).tolist():
+            if not self.page_in(r, j):
+                break
+        reg = r.region
+        if reg is not None and reg.on_disk:
+            for i in np.flatnonzero(reg.state == ON_DISK).tolist():
+                if not self._shared_in(r, reg, i):
+                    break
+
+    # -- Disco's NUMA policy ------------------------------------------------------------
+    def _numa(self, r: VMMemory) -> None:
+        p = self.p
+        budget = p.numa_chunks_per_tick
+        if budget <= 0 or not (p.numa_migration or p.numa_replication):
+            return
+        vm = r.vm
+        vnodes: dict[int, int] = {}
+        for v in vm.vcpus:
+            if v.state not in (DONE, LOST) and v.cpu >= 0:
+                n = self.node_of_cpu[v.cpu]
+                vnodes[n] = vnodes.get(n, 0) + 1
+        if not vnodes:
+            return
+        trigger = self.borrowing.trigger
+        if p.numa_migration and r.resident:
+            misplaced = sum(k for n, k in r.node_count.items() if n not in vnodes)
+            if misplaced > p.numa_threshold * r.resident:
+                src = max((n for n in r.node_count if n not in vnodes),
+                          key=lambda n: (r.node_count[n], -n))
+                # Target: the VCPU node in a home cell holding least of the VM per VCPU.
+                targets = [n for n in vnodes if self.cell_of_node[n] in vm.home_cells
+                           and self.cell_free[self.cell_of_node[n]] > trigger]
+                if targets:
+                    dst = min(targets, key=lambda n: (r.node_count.get(n, 0) / vnodes[n], n))
+                    lo, hi = src * self.fpn, (src + 1) * self.fpn
+                    frames = r.frame
+                    cand = np.flatnonzero((frames >= lo) & (frames < hi))[:budget].tolist()
+                    cell = self.cell_of_node[dst]
+                    for j in cand:
+                        if self.cell_free[cell] <= trigger:
+                            break
+                        g = self._pop(cell, cell, dst)
+                        if g < 0:
+                            break
+                        f = int(frames[j])
+                        state = int(r.state[j])
+                        self.unmap_private(r, j, f)
+                        self.map_private(r, j, g)
+                        r.state[j] = state
+                        self.counters["chunk_migrations"] += 1
+                        budget -= 1
+                        self._copy_cost(r, dst)
+        reg = r.region
+        if p.numa_replication and reg is not None and reg.resident and budget > 0:
+            floor = self.borrowing.floor
+            for n in vnodes:
+                cell = self.cell_of_node[n]
+                if cell not in vm.home_cells or reg.node_count.get(n, 0) >= reg.resident:
+                    continue
+                reps = reg.replicas.setdefault(n, [])
+                while budget > 0 and len(reps) < reg.n and self.cell_free[cell] > floor:
+                    i = len(reps)
+                    if reg.state[i] != RESIDENT or int(reg.frame[i]) // self.fpn == n:
+                        break
+                    g = self._pop(cell, cell, n)
+                    if g < 0:
+                        break
+                    self.f_owner[g] = REPLICA
+                    self.f_idx[g] = i
+                    reps.append(g)
+                    self.counters["chunk_replications"] += 1
+                    budget -= 1
+                    self._copy_cost(r, n)
+                    self._region_changed(reg)
+
+    def _copy_cost(self, r: VMMemory, node: int) -> None:
+        for v in r.vm.vcpus:
+            if v.cpu >= 0 and self.node_of_cpu[v.cpu] == node and v.state not in (DONE, LOST):
+                self.charge(v, self.copy_s)
+                return
+        v = self.toucher(r)
+        if v is not None:
+            self.charge(v, self.copy_s)
+
+    def _drop_replicas(self, cell: int) -> None:
+        for reg in self.regions.values():
+            for node, reps in reg.replicas.items():
+                if self.cell_of_node[node] == cell and reps:
+                    while reps:
+                        self._push(reps.pop())
+                    self._region_changed(reg)
+
+    # -- the rate factor ----------------------------------------------------------------
+    def _refresh(self, r: VMMemory) -> None:
+        """Placement changed: drop the cached factors and re-rate running VCPUs (once)."""
+        if not r.dirty:
+            return
+        r.dirty = False
+        r.factor.clear()
+        r.remote.clear()
+        mon = self.mon
+        for v in r.vm.vcpus:
+            if v.state == RUNNING:
+                new = mon.rate_of(v)
+                if abs(new - v.rate) > 1e-9 * v.rate:
+                    mon.resegment(v)
+
+    def _compute(self, r: VMMemory, node: int) -> None:
+        lat = self.machine.latency_ns
+        total = 0
+        acc = 0.0
+        local = 0
+        for n, k in r.node_count.items():
+            total += k
+            acc += k * lat(node, n)
+            if n == node:
+                local += k
+        reg = r.region
+        if reg is not None and reg.resident:
+            reps = min(len(reg.replicas.get(node, ())), reg.resident)
+            rest = reg.resident - reps
+            sacc = 0.0
+            slocal = 0
+            for n, k in reg.node_count.items():
+                sacc += k * lat(node, n)
+                if n == node:
+                    slocal += k
+            scale = rest / reg.resident
+            total += reg.resident
+            acc += reps * self.local_ns + sacc * scale
+            local += reps + slocal * scale
+        if total == 0:
+            r.factor[node] = 1.0
+            r.remote[node] = 0.0
+            return
+        mean = acc / total
+        s = r.vm.profile.memory_intensity * self.stall
+        r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+        r.remote[node] = 1.0 - local / total
+
+    def rate_factor(self, v: VCPU) -> float:
+        r = self.records.get(v.vm.id)
+        if r is None or v.cpu < 0:
+            return 1.0
+        node = self.node_of_cpu[v.cpu]
+        f = r.factor.get(node)
+        if f is None:
+            self._compute(r, node)
+            f = r.factor[node]
+        return f
+
+    def _alone_factor(self, vm: VM) -> float:
+        """Rate factor of ``vm`` alone on an idle machine: VCPUs fill its home cells' nodes
+        in order, memory spread evenly over those nodes."""
+        m = self.machine
+        k = min(-(-len(vm.vcpus) // m.cpus_per_node), m.nodes)
+        first = self._first_node(vm.home_cells[0]) if vm.home_cells else 0
+        nodes = [(first + i) % m.nodes for i in range(k)]
+        mean = sum(m.latency_ns(a, b) for a in nodes for b in nodes) / (k * k)
+        s = vm.profile.memory_intensity * self.stall
+        return 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+
+    def _sample(self, dt: float) -> None:
+        for r in self.records.values():
+            w = r.vm.profile.memory_intensity * dt
+            if w <= 0.0:
+                continue
+            for v in r.vm.vcpus:
+                if v.state == RUNNING:
+                    node = self.node_of_cpu[v.cpu]
+                    rem = r.remote.get(node)
+                    if rem is None:
+                        self._compute(r, node)
+                        rem = r.remote[node]
+                    self.remote_w += w
+                    self.remote_sum += w * rem
+
+    # -- dependencies (fault containment) -----------------------------------------------
+    def memory_cells(self, vm: VM) -> set[int]:
+        """Cells holding ``vm``'s memory (its own or borrowed), and its home cells."""
+        cells = set(vm.home_cells)
+        r = self.records.get(vm.id)
+        if r is None:
+            return cells
+        cells.update(c for c, k in r.cell_count.items() if k > 0)
+        if r.region is not None:
+            cells.update(c for c, k in r.region.cell_count.items() if k > 0)
+        return cells
+
+    # -- results ------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float | int]:
+        pg = self.pager
+        bw = self.borrowing
+        machine_mb = self.frames * self.chunk_mb
+        return {
+            "remote_access_fraction": self.remote_sum / self.remote_w if self.remote_w else 0.0,
+            "memory_borrowed_mb": bw.peak_on_loan * self.chunk_mb,
+            "borrow_operations": bw.operations,
+            "chunk_migrations": self.counters["chunk_migrations"],
+            "chunk_replications": self.counters["chunk_replications"],
+            "pages_out": pg.pages_out,
+            "pages_in": pg.pages_in,
+            "disk_writes_avoided_free": pg.avoided_free,
+            "disk_writes_avoided_shared": pg.avoided_shared,
+            "disk_writes_avoided_double": pg.avoided_double,
+            "memory_overcommit_ratio": self.peak_running_mb / machine_mb,
+            "disk_writes": self.disks.writes,
+            "disk_reads": self.disks.reads,
+            "paging_stall_s": self.stall_s,
+            "memory_alloc_failures": self.alloc_failures,
+        }
+
+    def vm_columns(self) -> dict[str, list]:
+        """Per-VM ``slowdown``: run time over the analytic run time alone on an idle machine."""
+        slow: list[float] = []
+        for vm in self.mon.vms:
+            if vm.status != "done":
+                slow.append(float("nan"))
+                continue
+            p = vm.profile
+            alone = self._alone_factor(vm)
+            waits = vm.work_s * (p.io_prob * p.io_ms + p.idle_prob * p.idle_ms) / p.burst_ms
+            ideal = vm.work_s / (vm.base_rate * alone) + waits
+            slow.append((vm.finish_s - vm.arrival_s) / ideal)
+        return {"slowdown": slow}
+
+
+def _dec(counts: dict[int, int], key: int) -> None:
+    k = counts[key] - 1
+    if k:
+        counts[key] = k
+    else:
+        del counts[key]
+
+
+def attach_memory(mon: Monitor) -> MemoryManager:
+    """Create the memory manager and wire it into the monitor (before the clock starts)."""
+    mm = MemoryManager(mon)
+    mon.memory = mm  # type: ignore[attr-defined]
+    mon.rate_factor = mm.rate_factor
+    mon.add_hook(mm)
+    mon.extra_metrics.append(mm.metrics)
+    extra_cols = getattr(mon, "extra_vm_columns", None)
+    if extra_cols is not None:
+        extra_cols.append(mm.vm_columns)
+    mon.loop.schedule(mm.tick_s, mm.tick)
+    return mm
+
+
+__all__ = ["EMPTY", "FREED", "ON_DISK", "RESIDENT", "MemoryManager", "SharedRegion",
+           "VMMemory", "attach_memory"]

@@ -1,0 +1,187 @@
+"""Paging under memory overcommit (PAPER.md, Paging).
+
+The monitor pages to disk only when all cells are short: ``make_room`` is called only after the
+VM's own cells are exhausted and borrowing found no cell able to lend (every other live cell
+would drop below ``lend_floor_mb``). It frees frames the needing VM can use -- frames managed by
+its home cells -- taking them from the VM furthest above its fair share of the machine
+(``memory_mb`` share of the running VMs' total; the needing VM first when it is over its share):
+resident-set sizes are *trimmed* toward the shares.
+
+Victims inside a VM: second-chance FIFO over its resident set. Chunks enter the FIFO when they
+become resident; a chunk in the VM's hot working set, or touched since it was last passed over,
+is referenced: it is moved to the back instead of evicted (its reference bit cleared). Only when
+a whole pass finds no unreferenced chunk are referenced ones evicted in FIFO order.
+
+The paper's three optimisations, each switchable and counted:
+
+- ``paging_skip_freed``: a chunk the guest has freed is dropped, never written
+  (``disk_writes_avoided_free``); without it the write happens, and the guest's reuse of the
+  chunk later reads it back.
+- ``paging_shared_once``: a chunk shared by several VMs is written once with its sharing
+  information (``disk_writes_avoided_shared`` counts the sharers' writes saved); without it,
+  once per sharer.
+- ``paging_virtual_disk``: when the guest pages out to its (virtual) paging disk a chunk the
+  monitor already paged out, only a mapping changes (``disk_writes_avoided_double``); without
+  it the chunk is read back and written again (double paging). See ``MemoryManager._guest_page``.
+
+Writes and reads go through the disk model (``disk.py``); the VCPU that needed the frame, or
+touched the paged-out chunk, waits for the disk (see ``memory.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from disco.vmm.memory import MemoryManager, VMMemory
+
+EMPTY, RESIDENT, ON_DISK, FREED = 0, 1, 2, 3
+
+
+class Pager:
+    def __init__(self, mm: MemoryManager) -> None:
+        p = mm.mon.cfg.policy
+        self.mm = mm
+        self.enabled = p.paging
+        self.skip_freed = p.paging_skip_freed
+        self.shared_once = p.paging_shared_once
+        self.virtual_disk = p.paging_virtual_disk
+        self.pages_out = 0
+        self.pages_in = 0
+        self.avoided_free = 0
+        self.avoided_shared = 0
+        self.avoided_double = 0
+        # The most free memory any other live cell had when paging began (tests: every cell
+        # was short, i.e. could not lend).
+        self.max_other_free_at_page = -1
+
+    def make_room(self, vmm: VMMemory, need: int) -> float:
+        """Evict up to ``need`` chunks into frames ``vmm`` can use. Returns the time the last
+        write completes (now if none), or -1.0 if nothing could be freed."""
+        mm = self.mm
+        if not self.enabled:
+            return -1.0
+        home = vmm.vm.home_cells
+        others = [mm.cell_free[c] for c in range(len(mm.cell_free))
+                  if c not in home and mm.cell_online[c]]
+        if others:
+            self.max_other_free_at_page = max(self.max_other_free_at_page, max(others))
+        now = mm.mon.loop.now
+        done_at = now
+        freed = 0
+        for victim in self._victims(vmm):
+            n, t = self._evict(victim, home, need - freed)
+            freed += n
+            done_at = max(done_at, t)
+            if freed >= need:
+                break
+        return done_at if freed else -1.0
+
+    def _victims(self, vmm: VMMemory) -> list[VMMemory]:
+        """VMs holding memory in the needing VM's home cells, furthest over their share first."""
+        mm = self.mm
+        home = vmm.vm.home_cells
+        total = mm.frames
+        mb = max(mm.running_mb, 1)
+        cands = []
+        for r in mm.records.values():
+            if r is not vmm and not any(r.cell_count.get(c, 0) for c in home):
+                continue
+            share = total * r.vm.memory_mb / mb
+            cands.append((-(r.resident_total() - share), r.vm.id, r))
+        cands.sort(key=lambda t: (t[0], t[1]))
+        return [r for _, _, r in cands]
+
+    def _evict(self, r: VMMemory, home: tuple[int, ...], need: int) -> tuple[int, float]:
+        """Second chance over ``r``'s FIFO, evicting frames managed by ``home`` cells."""
+        mm = self.mm
+        fifo = r.fifo
+        f_mgr = mm.f_mgr
+        done_at = mm.mon.loop.now
+        count = 0
+        hot_lo = r.used - r.hot
+        limit = len(fifo)
+        passed: list[int] = []  # referenced entries passed over (second chance)
+        steps = 0
+        while count < need and fifo and steps < limit:
+            e = fifo.popleft()
+            steps += 1
+            f = self._frame_of(r, e)
+            if f < 0:
+                continue  # stale entry: no longer resident
+            if int(f_mgr[f]) not in home:
+                fifo.append(e)
+                continue
+            if self._referenced(r, e, hot_lo):
+                passed.append(e)
+                continue
+            done_at = max(done_at, self._evict_one(r, e, f))
+            count += 1
+        # Nothing unreferenced left: evict passed-over chunks, oldest first.
+        k = 0
+        while count < need and k < len(passed):
+            e = passed[k]
+            k += 1
+            f = self._frame_of(r, e)
+            if f >= 0:
+                done_at = max(done_at, self._evict_one(r, e, f))
+                count += 1
+        fifo.extend(passed[k:])
+        return count, done_at
+
+    def _frame_of(self, r: VMMemory, e: int) -> int:
+        if e >= 0:
+            return int(r.frame[e]) if r.state[e] in (RESIDENT, FREED) else -1
+        reg = r.region
+        i = -e - 1
+        if reg is None or not reg.sharers or reg.sharers[0] != r.vm.id:
+            return -1
+        return int(reg.frame[i]) if reg.state[i] == RESIDENT else -1
+
+    def _referenced(self, r: VMMemory, e: int, hot_lo: int) -> bool:
+        if e >= 0:
+            if r.ref[e]:
+                r.ref[e] = 0
+                return True
+            return e >= hot_lo and r.state[e] == RESIDENT
+        return True  # guest kernel and binaries: always in the working set
+
+    def _evict_one(self, r: VMMemory, e: int, f: int) -> float:
+        mm = self.mm
+        now = mm.mon.loop.now
+        disks = mm.disks
+        disk = disks.disk_of(r.vm.id)
+        chunk = mm.chunk_mb
+        done_at = now
+        self.pages_out += 1
+        if e >= 0:
+            if r.state[e] == FREED and self.skip_freed:
+                self.avoided_free += 1
+                r.state[e] = EMPTY
+            else:
+                done_at = disks.request(disk, now, chunk, write=True)
+                r.state[e] = ON_DISK
+                r.on_disk += 1
+            mm.unmap_private(r, e, f)
+            return done_at
+        reg = r.region
+        assert reg is not None
+        i = -e - 1
+        writes = 1 if self.shared_once else len(reg.sharers)
+        self.avoided_shared += len(reg.sharers) - writes
+        for _ in range(writes):
+            done_at = disks.request(disk, now, chunk, write=True)
+        reg.state[i] = ON_DISK
+        reg.on_disk += 1
+        mm.unmap_shared(reg, i, f)
+        return done_at
+
+    def wait(self, r: VMMemory, until: float) -> None:
+        """The VM's touching VCPU stalls on its CPU until ``until`` (disk I/O)."""
+        mm = self.mm
+        wait = until - mm.mon.loop.now
+        if wait > 0.0:
+            v = mm.toucher(r)
+            if v is not None:
+                mm.stall_s += wait
+                mm.charge(v, wait)
