@@ -288,16 +288,36 @@ def test_lazy_kill_spares_a_borrower_that_finishes_before_touching_bad_memory():
     assert m["vms_lost"] == 1 and m["vms_lost_dependent"] == 2 and m["faults_contained"] == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("disco.vmm.memory") is None,
+@pytest.mark.skipif(not HAVE_MEMORY,
                     reason="NOT YET RUN: the memory manager (disco/vmm/memory.py, mon.memory) "
-                           "is not on main yet; the stand-in test above covers the rule")
-def test_real_memory_manager_borrowed_memory_makes_a_vm_depend_on_the_lender():
-    mon, m = _run(_borrow_config())
-    memory = getattr(mon, "memory", None)
-    assert memory is not None, "the memory manager should attach itself as mon.memory"
-    # Whatever the memory manager placed, the loss is exactly the dependency rule's.
-    assert m["faults_contained"] == m["faults_injected"] == 1
-    assert m["vms_lost"] == m["vms_lost_dependent"]
+                           "is not on main yet; the stand-in tests above cover the rule")
+def test_real_memory_manager_a_vm_that_borrowed_from_the_failed_cell_dies_others_live():
+    # 1 node (128 MB) per cell: VM 0 (192 MB) must borrow, from cell 1 (nearest) first.
+    cfg = SimConfig.from_dict({
+        "machine": {"nodes": 4, "cpus_per_node": 2, "memory_per_node_mb": 128},
+        "cells": {"count": 4},
+        "workload": {"vms": [
+            {"workload": "raytrace", "vcpus": 2, "memory_mb": 192, "work_s": 3.0, "home_cell": 0},
+            {"workload": "raytrace", "vcpus": 2, "memory_mb": 64, "work_s": 3.0, "home_cell": 2},
+            {"workload": "raytrace", "vcpus": 2, "memory_mb": 32, "work_s": 3.0, "home_cell": 1},
+        ]},
+        "policy": {"periodic_balancer": False},
+        "sim": {"duration_s": 10.0, "check_invariants": True},
+        "faults": {"scheduled": [{"type": "node", "cell": 1, "at_s": 1.0}]},
+    })
+    before = {}
+
+    def setup(mon):
+        if getattr(mon, "memory", None) is None:
+            attach_real_memory(mon)
+
+    def look(mon):
+        before.update({vm.id: mon.memory.memory_cells(vm) for vm in mon.vms})
+
+    mon, m = _run(cfg, setup=setup, probe_at=0.99, probe=look)
+    assert 1 in before[0] and 1 not in before[1]  # VM 0 borrowed from cell 1, VM 1 did not
+    assert [vm.status for vm in mon.vms] == ["lost", "done", "lost"]
+    assert m["faults_contained"] == 1 and m["vms_lost"] == m["vms_lost_dependent"] == 2
 
 
 LIGHT_MIX = {"vms": [
