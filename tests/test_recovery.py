@@ -174,3 +174,51 @@ def test_fault_metrics_are_deterministic():
     a.metrics.pop("wall_time_s")
     b.metrics.pop("wall_time_s")
     assert repr(a.metrics) == repr(b.metrics) and a.tables == b.tables
+
+
+def test_a_vm_depends_on_both_cells_while_its_memory_is_copied():
+    for fail_cell in (1, 0):  # the source being evacuated, then the destination
+        cfg = _evacuation(True)
+        cfg.faults.migration_mb_per_s = 20.0  # ~14 s copy
+        cfg.faults.scheduled[0].cell = fail_cell
+        cfg.faults.scheduled[0].at_s = 3.0
+        mon = build(cfg)
+        moving = {}
+        mon.loop.at(2.9, moving.update, mon.recovery.migrator.in_flight)
+        mon.loop.run(until=cfg.sim.duration_s)
+        m = mon.metrics()
+        assert len(moving) == 1
+        (vm_id, dest), = moving.items()
+        if fail_cell == 0:
+            assert dest == (0,)
+        assert mon.vms[vm_id].status == "lost"
+        assert m["faults_contained"] == 1 and m["vms_migrated"] == 0
+
+
+def test_monitor_data_left_behind_follows_after_data_follow_s():
+    cfg = _two_faults(5.5)
+    cfg.faults.data_follow_s = 0.2
+    mon = build(cfg)
+    mon.loop.run(until=0.5)
+    rec = mon.recovery
+    vm = next(vm for vm in mon.vms if vm.home_cells == (0,))
+    src, dst = mon.cpus[mon.machine.cell_cpus(1)[0]], mon.cpus[mon.machine.cell_cpus(0)[0]]
+    assert rec.dependency(vm, [1]) is None
+    rec.on_vcpu_moved(vm.vcpus[0], src, dst)  # a VCPU came back from cell 1 just now
+    assert rec.dependency(vm, [1]) == "data"
+    mon.loop.run(until=0.75)
+    assert rec.dependency(vm, [1]) is None
+    assert rec.dependency(vm, [0]) == "vcpu"
+
+
+def test_fixed_partitions_lose_only_the_failed_partitions_jobs():
+    cfg = _two_faults(5.5)
+    cfg.policy.name = "fixed_partition"
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    lost = [vm for vm in mon.vms if vm.status == "lost"]
+    assert lost and all(vm.home_cells == (0,) for vm in lost)
+    assert all(vm.status == "done" for vm in mon.vms if vm.home_cells != (0,))
+    assert m["faults_contained"] == 1
