@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any
 
 
@@ -77,6 +78,17 @@ def _fmt(v: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cmd = ["disco", *(argv if argv is not None else sys.argv[1:])]
+    if args.multirun and not (args.cfg or args.dry_run):
+        t0 = time.perf_counter()
+        from disco.framework import fastpath
+
+        hit = fastpath.lookup(args.overrides)
+        if hit is not None:
+            n = len(hit["keys"])
+            print(f"{hit['study']}: {n} runs: 0 done, {n} skipped (already complete), 0 failed "
+                  f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(hit["runs_path"])
+            return 0
     from disco.framework.plan import make_plan
 
     try:
@@ -118,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     if outcome.runs_path is not None:
         print(outcome.runs_path)
+        if args.multirun and not outcome.failed and not plan.sweep.get("force"):
+            from disco.framework import fastpath
+
+            fastpath.remember(args.overrides, plan.study, plan.results_dir, outcome.runs_path,
+                              [s.key for s in plan.runs])
     return 1 if outcome.failed else 0
 
 

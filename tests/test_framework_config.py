@@ -20,6 +20,12 @@ OPTIONS = sorted((p.parent.name, p.stem) for p in CONF.glob("*/*.yaml"))
 # Options that need a bigger machine than the default one to be valid.
 NEEDS = {"cells": ["machine=origin2000_1024"]}
 
+@pytest.fixture(autouse=True)
+def _private_sweep_cache(tmp_path_factory, monkeypatch):
+    """Keep the re-run manifests (disco/framework/fastpath.py) out of ~/.cache."""
+    monkeypatch.setenv("DISCO_CACHE_DIR", str(tmp_path_factory.mktemp("sweep_cache")))
+
+
 
 def test_conf_has_every_group_of_the_issue():
     groups = {g for g, _ in OPTIONS}

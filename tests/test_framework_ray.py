@@ -16,6 +16,12 @@ from disco.cli import main
 SWEEP = ["-m", *FAST, "policy=cellular_disco,no_balancers", "policy.gang=true,false",
          "sim.replicates=2"]
 
+@pytest.fixture(autouse=True)
+def _private_sweep_cache(tmp_path_factory, monkeypatch):
+    """Keep the re-run manifests (disco/framework/fastpath.py) out of ~/.cache."""
+    monkeypatch.setenv("DISCO_CACHE_DIR", str(tmp_path_factory.mktemp("sweep_cache")))
+
+
 
 @pytest.fixture(scope="session", autouse=True)
 def local_ray():

@@ -8,6 +8,7 @@ import signal
 import time
 
 import polars as pl
+import pytest
 import yaml
 from framework_helpers.common import FAST, disco_subprocess, metric_columns, runs_table
 
@@ -17,6 +18,12 @@ from disco.framework.plan import make_plan
 from disco.framework.sweep import run_sweep
 
 FILES = ("metrics.parquet", "timeline.parquet", "vms.parquet", "config.yaml", "provenance.json")
+
+@pytest.fixture(autouse=True)
+def _private_sweep_cache(tmp_path_factory, monkeypatch):
+    """Keep the re-run manifests (disco/framework/fastpath.py) out of ~/.cache."""
+    monkeypatch.setenv("DISCO_CACHE_DIR", str(tmp_path_factory.mktemp("sweep_cache")))
+
 
 
 def test_single_run_writes_its_files_and_prints_a_metrics_table(tmp_path, capsys):
@@ -103,3 +110,20 @@ def test_sweep_killed_with_sigkill_resumes_without_duplicates(tmp_path):
     assert sorted(df["replicate"]) == list(range(n))
     assert (df["status"] == "ok").all()
     assert not list(runs.glob("*/.*.tmp"))
+
+
+def test_rerun_of_a_complete_sweep_is_answered_from_its_manifest_unless_a_run_went(tmp_path,
+                                                                                    capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true", "sim.replicates=3"]
+    assert main(args) == 0
+    capsys.readouterr()
+    runs = tmp_path / "default" / "runs.parquet"
+    before = runs.stat().st_mtime_ns
+    assert main(args) == 0  # fast path: nothing rewritten
+    assert "0 done, 3 skipped" in capsys.readouterr().err
+    assert runs.stat().st_mtime_ns == before
+    victim = next((tmp_path / "default" / "runs").glob("*/metrics.parquet"))
+    victim.unlink()
+    assert main(args) == 0
+    assert "1 done, 2 skipped" in capsys.readouterr().err
+    assert victim.exists() and runs_table(tmp_path).height == 3
