@@ -12,6 +12,7 @@ Exit codes: 0 all runs ok, 1 some run failed, 2 bad command line or config (noth
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -76,6 +77,19 @@ def _fmt(v: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``disco``; returns the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\ndisco: interrupted; finished runs are kept, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `disco --dry-run ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     cmd = ["disco", *(argv if argv is not None else sys.argv[1:])]
     if args.multirun and not (args.cfg or args.dry_run):

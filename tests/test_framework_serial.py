@@ -10,7 +10,7 @@ import time
 import polars as pl
 import pytest
 import yaml
-from framework_helpers.common import FAST, disco_subprocess, metric_columns, runs_table
+from framework_helpers.common import FAST, ROOT, disco_subprocess, metric_columns, runs_table
 
 from disco import SimConfig, simulate
 from disco.cli import main
@@ -127,3 +127,16 @@ def test_rerun_of_a_complete_sweep_is_answered_from_its_manifest_unless_a_run_we
     assert main(args) == 0
     assert "1 done, 2 skipped" in capsys.readouterr().err
     assert victim.exists() and runs_table(tmp_path).height == 3
+
+
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_at_minimal_size(tmp_path, experiment):
+    args = ["-m", f"+experiment={experiment}", "sim.duration_s=0.5", "sim.replicates=1",
+            "sweep.serial=true", "sweep.progress=false", f"results_dir={tmp_path}"]
+    assert main(args) == 0
+    plan = make_plan(args[1:])
+    df = runs_table(tmp_path, plan.study)
+    assert df.height == len(plan.runs) and (df["status"] == "ok").all()

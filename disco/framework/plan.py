@@ -233,8 +233,6 @@ def make_plan(overrides: list[str], multirun: bool = True,
             results_dir = Path(fw["results_dir"]).expanduser().resolve()
             plan = Plan(study=str(fw["study"]), results_dir=results_dir, sweep=fw["sweep"],
                         ray=fw["ray"], code_version=code)
-        elif fw["study"] != plan.study or fw["results_dir"] != data["results_dir"]:
-            pass
         task = plan.sweep["task"]
         resolved = cfg.to_dict()
         base_seed, n = cfg.sim.seed, cfg.sim.replicates
