@@ -186,7 +186,7 @@ class PolicyConfig:
     numa_migration: bool = True  # Disco: migrate chunks toward the VCPUs using them
     numa_replication: bool = True  # Disco: replicate read-shared (kernel, binary) chunks
     numa_chunks_per_tick: int = 2  # [A] chunks a VM may migrate or replicate per tick
-    numa_threshold: float = 0.05  # [A] misplaced share of a VM's chunks that triggers moves
+    numa_horizon_s: float = 5.0  # [A] a move or replica must repay its copy within this
     copy_mb_per_s: float = 400.0  # [A] memory-to-memory copy: the cost of a move or replica
     borrow_policy: str = "paper"  # paper | none (own cells only) | anywhere (ignore containment)
     borrow_trigger_mb: int = 16  # [S] a cell with less free than this borrows
@@ -410,7 +410,8 @@ def _check_memory(cfg: SimConfig) -> None:
         _positive(f"policy.{key}", getattr(p, key))
     for key in ("borrow_trigger_mb", "lend_floor_mb", "numa_chunks_per_tick", "disk_seek_ms"):
         _non_negative(f"policy.{key}", getattr(p, key))
-    for key in ("memory_stall_fraction", "numa_threshold"):
+    _non_negative("policy.numa_horizon_s", p.numa_horizon_s)
+    for key in ("memory_stall_fraction",):
         v = getattr(p, key)
         if isinstance(v, bool) or not 0.0 <= v <= 1.0:
             raise ConfigError(f"policy.{key}", v, "must be in [0, 1]")

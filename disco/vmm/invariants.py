@@ -157,8 +157,10 @@ class InvariantChecker:
             for i in np.flatnonzero(reg.frame >= 0).tolist():
                 seen[int(reg.frame[i])] += 1
             for reps in reg.replicas.values():
-                for f in reps:
+                for i, f in reps.items():
                     seen[f] += 1
+                    if mm.f_owner[f] != -3 or mm.f_idx[f] != i or reg.state[i] != 1:
+                        self.fail(f"replica frame {f} of chunk {i}: owner {mm.f_owner[f]}")
         bad = np.flatnonzero(seen != 1)
         if len(bad):
             f = int(bad[0])

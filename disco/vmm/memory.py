@@ -73,7 +73,7 @@ FREE_LAG_S = 0.5  # [A] a guest-freed chunk is reused about this long after it w
 
 class SharedRegion:
     """Guest kernel and binaries of one workload in one cell, mapped copy-on-write by each
-    sharer; ``replicas[node]`` holds copies of its first chunks on that node."""
+    sharer; ``replicas[node]`` maps chunks to their read-only copies on that node."""
 
     __slots__ = ("key", "n", "frame", "state", "on_disk", "sharers", "node_count",
                  "cell_count", "replicas", "resident")
@@ -87,7 +87,7 @@ class SharedRegion:
         self.sharers: list[int] = []  # VM ids, in arrival order; the first holds the FIFO
         self.node_count: dict[int, int] = {}
         self.cell_count: dict[int, int] = {}
-        self.replicas: dict[int, list[int]] = {}
+        self.replicas: dict[int, dict[int, int]] = {}  # node -> chunk -> replica frame
         self.resident = 0
 
 
@@ -199,6 +199,15 @@ class MemoryManager:
                 return f
         return -1
 
+    def _pop_node(self, n: int, cell: int) -> int:
+        """A free frame of ``cell``'s own on node ``n`` exactly; -1 if none."""
+        stack = self.free[n].get(cell)
+        if not stack:
+            return -1
+        self.node_free[n] -= 1
+        self.cell_free[cell] -= 1
+        return stack.pop()
+
     def _push(self, f: int) -> None:
         """Frame ``f`` is free again, back with its manager."""
         n = f // self.fpn
@@ -301,9 +310,10 @@ class MemoryManager:
         _dec(reg.cell_count, self.cell_of_node[n])
         reg.resident -= 1
         self._push(f)
-        for reps in reg.replicas.values():  # replicas copy a resident prefix of the region
-            while len(reps) > i:
-                self._push(reps.pop())
+        for reps in reg.replicas.values():  # its copies go with it
+            g = reps.pop(i, None)
+            if g is not None:
+                self._push(g)
         self._region_changed(reg)
 
     def _region_changed(self, reg: SharedRegion) -> None:
@@ -430,8 +440,9 @@ class MemoryManager:
             reg.state[i] = EMPTY
             self.unmap_shared(reg, i, f)
         for reps in reg.replicas.values():
-            while reps:
-                self._push(reps.pop())
+            for g in reps.values():
+                self._push(g)
+            reps.clear()
         del self.regions[reg.key]
 
     def on_vm_exit(self, vm: VM) -> None:
@@ -527,9 +538,10 @@ class MemoryManager:
         else:  # a replica
             for reg in self.regions.values():
                 for reps in reg.replicas.values():
-                    if f in reps:
-                        reps.remove(f)
+                    if reps.get(idx) == f:
+                        del reps[idx]
                         self._push(f)
+                        self._region_changed(reg)
                         return
 
     def on_cell_repaired(self, cell: int) -> None:
@@ -540,9 +552,13 @@ class MemoryManager:
     # -- the guest, every tick ----------------------------------------------------------
     def tick(self) -> None:
         dt = self.tick_s
+        busy_after = self.mon.loop.now + dt
+        free_at = self.disks.free_at
         for r in list(self.records.values()):
             if r.vm.status != "running":
                 continue
+            if free_at[self.disks.disk_of(r.vm.id)] > busy_after:
+                continue  # its VCPUs wait on its paging disk: the guest makes no new demands
             if r.growth and r.want < r.n:
                 r.want = min(float(r.n), r.want + r.growth * dt)
             self._grow(r)
@@ -574,11 +590,13 @@ class MemoryManager:
                 st = r.state[j]
                 if st == RESIDENT:
                     r.state[j] = FREED
+                    r.ref[j] = 0
                     r.freed.append(j)
-                elif st == ON_DISK and self.pager.skip_freed:
-                    r.state[j] = EMPTY  # the monitor learns the data is dead: drop it
-                    r.on_disk -= 1
-                    r.freed.append(j)
+                elif st == ON_DISK:
+                    if self.pager.skip_freed:  # the monitor learns the data is dead: drop it
+                        r.state[j] = EMPTY
+                        r.on_disk -= 1
+                    r.freed.append(j)  # reused later: zero-filled, or read back if kept
             # Reuse: the guest reallocates what it freed about FREE_LAG_S ago.
             keep = int(p.free_per_s * FREE_LAG_S * r.used)
             while len(r.freed) > keep:
@@ -633,6 +651,8 @@ class MemoryManager:
 
     # -- Disco's NUMA policy ------------------------------------------------------------
     def _numa(self, r: VMMemory) -> None:
+        """Disco's NUMA policy, one VM: a move or copy is made only when the stall it saves
+        within ``numa_horizon_s`` exceeds its copy time (``_gain``)."""
         p = self.p
         budget = p.numa_chunks_per_tick
         if budget <= 0 or not (p.numa_migration or p.numa_replication):
@@ -645,57 +665,75 @@ class MemoryManager:
                 vnodes[n] = vnodes.get(n, 0) + 1
         if not vnodes:
             return
-        trigger = self.borrowing.trigger
-        if p.numa_migration and r.resident:
-            misplaced = sum(k for n, k in r.node_count.items() if n not in vnodes)
-            if misplaced > p.numa_threshold * r.resident:
-                src = max((n for n in r.node_count if n not in vnodes),
-                          key=lambda n: (r.node_count[n], -n))
-                # Target: the VCPU node in a home cell holding least of the VM per VCPU.
-                targets = [n for n in vnodes if self.cell_of_node[n] in vm.home_cells
-                           and self.cell_free[self.cell_of_node[n]] > trigger]
-                if targets:
-                    dst = min(targets, key=lambda n: (r.node_count.get(n, 0) / vnodes[n], n))
-                    lo, hi = src * self.fpn, (src + 1) * self.fpn
-                    frames = r.frame
-                    cand = np.flatnonzero((frames >= lo) & (frames < hi))[:budget].tolist()
-                    cell = self.cell_of_node[dst]
-                    for j in cand:
-                        if self.cell_free[cell] <= trigger:
-                            break
-                        g = self._pop(cell, cell, dst)
-                        if g < 0:
-                            break
-                        f = int(frames[j])
-                        state = int(r.state[j])
-                        self.unmap_private(r, j, f)
-                        self.map_private(r, j, g)
-                        r.state[j] = state
-                        self.counters["chunk_migrations"] += 1
-                        budget -= 1
-                        self._copy_cost(r, dst)
+        s = vm.profile.memory_intensity * self.stall
         reg = r.region
-        if p.numa_replication and reg is not None and reg.resident and budget > 0:
-            floor = self.borrowing.floor
-            for n in vnodes:
-                cell = self.cell_of_node[n]
-                if cell not in vm.home_cells or reg.node_count.get(n, 0) >= reg.resident:
-                    continue
-                reps = reg.replicas.setdefault(n, [])
-                while budget > 0 and len(reps) < reg.n and self.cell_free[cell] > floor:
-                    i = len(reps)
-                    if reg.state[i] != RESIDENT or int(reg.frame[i]) // self.fpn == n:
+        w_sh = vm.profile.kernel_fraction if reg is not None and reg.resident and r.resident \
+            else (1.0 if r.resident == 0 else 0.0)
+        # Only into plenty (above the lend floor), so copies never provoke borrowing.
+        roomy = self.borrowing.floor + self.borrowing.unit
+        if p.numa_migration and r.resident and w_sh < 1.0:
+            per_chunk = s * (1.0 - w_sh) / r.resident
+            best = None
+            for src in r.node_count:
+                for dst in vnodes:
+                    cell = self.cell_of_node[dst]
+                    if dst == src or cell not in vm.home_cells or self.cell_free[cell] <= roomy \
+                            or not self.free[dst].get(cell):
+                        continue
+                    gain = per_chunk * self._gain(vnodes, src, dst)
+                    if best is None or gain > best[0]:
+                        best = (gain, src, dst)
+            if best is not None and best[0] * p.numa_horizon_s > self.copy_s:
+                _, src, dst = best
+                lo, hi = src * self.fpn, (src + 1) * self.fpn
+                frames = r.frame
+                cell = self.cell_of_node[dst]
+                for j in np.flatnonzero((frames >= lo) & (frames < hi))[:budget].tolist():
+                    if self.cell_free[cell] <= roomy:
                         break
-                    g = self._pop(cell, cell, n)
+                    g = self._pop_node(dst, cell)
+                    if g < 0:
+                        break
+                    f = int(frames[j])
+                    state = int(r.state[j])
+                    self.unmap_private(r, j, f)
+                    self.map_private(r, j, g)
+                    r.state[j] = state
+                    self.counters["chunk_migrations"] += 1
+                    budget -= 1
+                    self._copy_cost(r, dst)
+        if p.numa_replication and reg is not None and reg.resident and budget > 0:
+            per_chunk = s * w_sh / reg.resident
+            for n, k in vnodes.items():
+                cell = self.cell_of_node[n]
+                if cell not in vm.home_cells:
+                    continue
+                reps = reg.replicas.setdefault(n, {})
+                for i in np.flatnonzero(reg.state == RESIDENT).tolist():
+                    if budget <= 0 or self.cell_free[cell] <= roomy:
+                        break
+                    src = int(reg.frame[i]) // self.fpn
+                    if src == n or i in reps:
+                        continue
+                    gain = per_chunk * k * (self.machine.latency_ns(n, src) - self.local_ns)
+                    if gain / self.local_ns * p.numa_horizon_s <= self.copy_s:
+                        continue
+                    g = self._pop_node(n, cell)
                     if g < 0:
                         break
                     self.f_owner[g] = REPLICA
                     self.f_idx[g] = i
-                    reps.append(g)
+                    reps[i] = g
                     self.counters["chunk_replications"] += 1
                     budget -= 1
                     self._copy_cost(r, n)
                     self._region_changed(reg)
+
+    def _gain(self, vnodes: dict[int, int], src: int, dst: int) -> float:
+        """Stall (relative to local latency) saved per second, per unit of access share, by
+        moving memory from ``src`` to ``dst`` for VCPUs on ``vnodes`` (count per node)."""
+        lat = self.machine.latency_ns
+        return sum(k * (lat(a, src) - lat(a, dst)) for a, k in vnodes.items()) / self.local_ns
 
     def _copy_cost(self, r: VMMemory, node: int) -> None:
         for v in r.vm.vcpus:
@@ -710,8 +748,9 @@ class MemoryManager:
         for reg in self.regions.values():
             for node, reps in reg.replicas.items():
                 if self.cell_of_node[node] == cell and reps:
-                    while reps:
-                        self._push(reps.pop())
+                    for g in reps.values():
+                        self._push(g)
+                    reps.clear()
                     self._region_changed(reg)
 
     # -- the rate factor ----------------------------------------------------------------
@@ -730,37 +769,41 @@ class MemoryManager:
                     mon.resegment(v)
 
     def _compute(self, r: VMMemory, node: int) -> None:
+        """Mean latency and remote share seen from ``node``: ``kernel_fraction`` of the
+        accesses go to the shared region (kernel code), the rest to private chunks."""
         lat = self.machine.latency_ns
-        total = 0
-        acc = 0.0
-        local = 0
-        for n, k in r.node_count.items():
-            total += k
-            acc += k * lat(node, n)
-            if n == node:
-                local += k
+        priv = r.resident
+        w_sh = 0.0
         reg = r.region
         if reg is not None and reg.resident:
-            reps = min(len(reg.replicas.get(node, ())), reg.resident)
-            rest = reg.resident - reps
-            sacc = 0.0
-            slocal = 0
+            w_sh = r.vm.profile.kernel_fraction if priv else 1.0
+        mean = 0.0
+        remote = 0.0
+        if priv and w_sh < 1.0:
+            acc = 0.0
+            for n, k in r.node_count.items():
+                acc += k * lat(node, n)
+            w = (1.0 - w_sh) / priv
+            mean += w * acc
+            remote += w * (priv - r.node_count.get(node, 0))
+        if w_sh > 0.0:
+            assert reg is not None
+            here = reg.node_count.get(node, 0)
+            reps = len(reg.replicas.get(node, ()))
+            acc = 0.0
             for n, k in reg.node_count.items():
-                sacc += k * lat(node, n)
-                if n == node:
-                    slocal += k
-            scale = rest / reg.resident
-            total += reg.resident
-            acc += reps * self.local_ns + sacc * scale
-            local += reps + slocal * scale
-        if total == 0:
-            r.factor[node] = 1.0
-            r.remote[node] = 0.0
-            return
-        mean = acc / total
+                if n != node:
+                    acc += k * lat(node, n)
+            far = reg.resident - here  # chunks whose primary copy is elsewhere ...
+            scale = (far - reps) / far if far else 0.0  # ... and not replicated here
+            w = w_sh / reg.resident
+            mean += w * ((here + reps) * self.local_ns + acc * scale)
+            remote += w * (far - reps)
+        if priv == 0 and w_sh == 0.0:
+            mean = self.local_ns
         s = r.vm.profile.memory_intensity * self.stall
         r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
-        r.remote[node] = 1.0 - local / total
+        r.remote[node] = remote
 
     def rate_factor(self, v: VCPU) -> float:
         r = self.records.get(v.vm.id)

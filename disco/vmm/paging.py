@@ -144,7 +144,8 @@ class Pager:
                 r.ref[e] = 0
                 return True
             return e >= hot_lo and r.state[e] == RESIDENT
-        return True  # guest kernel and binaries: always in the working set
+        reg = r.region  # the guest kernel (hot) then binaries and libraries (cold)
+        return reg is not None and -e - 1 < r.vm.profile.working_set_fraction * reg.n
 
     def _evict_one(self, r: VMMemory, e: int, f: int) -> float:
         mm = self.mm
