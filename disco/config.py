@@ -182,7 +182,7 @@ class PolicyConfig:
     memory_tick_ms: float = 100.0  # [A] period of guest memory activity and the NUMA policy
     # [A] share of native time a memory_intensity=1 workload stalls on local-latency misses;
     # remote chunks stretch that share by latency / local latency.
-    memory_stall_fraction: float = 0.25
+    memory_stall_fraction: float = 0.15
     numa_migration: bool = True  # Disco: migrate chunks toward the VCPUs using them
     numa_replication: bool = True  # Disco: replicate read-shared (kernel, binary) chunks
     numa_chunks_per_tick: int = 2  # [A] chunks a VM may migrate or replicate per tick

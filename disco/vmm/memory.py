@@ -613,7 +613,7 @@ class MemoryManager:
                     if not self.page_in(r, j):
                         r.freed.appendleft(j)
                         break
-        if p.guest_paging_mb_per_s > 0.0 and r.used >= r.n and cold > 0 and r.growth:
+        if p.guest_paging_mb_per_s > 0.0 and r.want >= r.n and cold > 0 and r.growth:
             r.gp_acc += p.guest_paging_mb_per_s / self.chunk_mb * dt
             while r.gp_acc >= 1.0:
                 r.gp_acc -= 1.0

@@ -1,0 +1,107 @@
+"""Borrowing memory between cells (PAPER.md, Memory management; disco/vmm/borrowing.py)."""
+
+from memory_helpers import config, memory, run, with_policy
+
+from disco import simulate
+from disco.vmm.invariants import InvariantChecker
+
+# 128 MB nodes: cells of 256 MB. A 4-VCPU Database VM lives in one cell; at 384 MB it must
+# borrow about 128 MB from the other cell as its buffer pool grows.
+BIG_DB = {"machine": {"memory_per_node_mb": 128},
+          "workload": {"vms": [{"workload": "database", "vcpus": 4, "memory_mb": 384,
+                                "work_s": 3.0}]},
+          "sim": {"duration_s": 10.0}}
+FITTING_DB = {"machine": {"memory_per_node_mb": 128},
+              "workload": {"vms": [{"workload": "database", "vcpus": 4, "memory_mb": 192,
+                                    "work_s": 3.0}]},
+              "sim": {"duration_s": 10.0}}
+
+
+def test_no_borrowing_below_trigger_never_happens():
+    # A VM that fits leaves its cell above the trigger: nothing is ever borrowed ...
+    mon, m = run(config(FITTING_DB))
+    assert m["borrow_operations"] == 0 and m["memory_borrowed_mb"] == 0
+    assert min(memory(mon).cell_free) * 4 >= 16
+    # ... and when borrowing does happen, the borrower was below the trigger at every loan.
+    mon, m = run(config(BIG_DB))
+    bw = memory(mon).borrowing
+    assert m["borrow_operations"] > 0
+    assert 0 <= bw.max_borrower_free < bw.trigger
+
+
+def test_lender_never_drops_below_floor():
+    for floor in (32, 64):
+        mon, m = run(config(with_policy(BIG_DB, lend_floor_mb=floor)))
+        bw = memory(mon).borrowing
+        assert m["borrow_operations"] > 0
+        assert bw.min_lender_free_after * 4 >= floor
+    # The floor caps what can be lent: a higher floor lends less, and the rest is paged.
+    low = run(config(with_policy(BIG_DB, lend_floor_mb=32)))[1]
+    high = run(config(with_policy(BIG_DB, lend_floor_mb=192)))[1]
+    assert high["memory_borrowed_mb"] < low["memory_borrowed_mb"]
+    assert high["pages_out"] > 0 == low["pages_out"]
+
+
+def test_borrowed_memory_makes_vm_depend_on_lender():
+    mon, m = run(config(BIG_DB), until=3.0)  # still running, memory grown past its cell
+    mm = memory(mon)
+    vm = mon.vms[0]
+    assert vm.status == "running" and vm.home_cells == (0,)
+    assert m["memory_borrowed_mb"] >= 64
+    assert mm.memory_cells(vm) == {0, 1}
+    assert mm.records[vm.id].lenders == [1]
+    # Every borrowed frame it holds lies on the lender and is managed by its home cell.
+    r = mm.records[vm.id]
+    on_lender = r.cell_count.get(1, 0)
+    assert on_lender > 0
+    frames = r.frame[r.frame >= 0]
+    assert ((frames // mm.fpn >= 2) == (mm.f_mgr[frames] != frames // mm.fpn // 2)).all()
+
+
+def test_borrowed_amounts_balance_between_lender_and_borrower():
+    mon, _ = run(config(BIG_DB), until=3.0)
+    bw = memory(mon).borrowing
+    assert bw.on_loan > 0
+    assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())
+    InvariantChecker(mon).audit_memory()  # recounts every frame's manager against the books
+
+
+def test_database_bigger_than_its_home_cell_completes_by_borrowing_with_small_slowdown():
+    big = simulate(config(BIG_DB))
+    fit = simulate(config(FITTING_DB))
+    assert big.vms["status"] == ["done"] and fit.vms["status"] == ["done"]
+    assert big.metrics["memory_borrowed_mb"] >= 100 and big.metrics["pages_out"] == 0
+    assert big.metrics["remote_access_fraction"] > fit.metrics["remote_access_fraction"]
+    # Remote memory costs it a little, not a lot (the paper: 596 MB borrowed, < 1 %).
+    extra = big.vms["slowdown"][0] / fit.vms["slowdown"][0] - 1.0
+    assert 0.0 < extra < 0.06
+
+
+def test_borrow_policy_none_keeps_memory_in_own_cells_and_pages_instead():
+    mon, m = run(config(with_policy(BIG_DB, borrow_policy="none")))
+    assert m["borrow_operations"] == 0 and m["pages_out"] > 0
+    assert memory(mon).memory_cells(mon.vms[0]) == {0}
+    # The fixed-partition baseline never borrows either.
+    fp = run(config({**BIG_DB, "policy": {"name": "fixed_partition"}}))[1]
+    assert fp["borrow_operations"] == 0
+
+
+def test_borrow_anywhere_takes_the_freest_cell_ignoring_containment():
+    # Four cells of one node: the paper's policy keeps to one lender, "anywhere" spreads.
+    mix = {"machine": {"memory_per_node_mb": 128}, "cells": {"count": 4},
+           "workload": {"vms": [{"workload": "database", "vcpus": 2, "memory_mb": 320,
+                                 "work_s": 3.0}]},
+           "sim": {"duration_s": 2.5}}
+    paper_mon, paper = run(config(mix))
+    any_mon, anywhere = run(config(with_policy(mix, borrow_policy="anywhere")))
+    assert paper["borrow_operations"] > 0 and anywhere["borrow_operations"] > 0
+    assert len(memory(paper_mon).memory_cells(paper_mon.vms[0])) < \
+        len(memory(any_mon).memory_cells(any_mon.vms[0]))
+
+
+def test_raising_the_trigger_borrows_earlier():
+    low = run(config(with_policy(BIG_DB, borrow_trigger_mb=8)), until=1.5)[1]
+    high = run(config(with_policy(BIG_DB, borrow_trigger_mb=32, lend_floor_mb=32)),
+               until=1.5)[1]
+    assert high["memory_borrowed_mb"] >= low["memory_borrowed_mb"]
+    assert high["borrow_operations"] > 0

@@ -1,0 +1,106 @@
+"""Memory conservation over random small machines and mixes (disco/vmm/memory.py).
+
+With ``sim.check_invariants`` the invariant checker runs after every event: per node, used +
+free frames = the node's frames; every 64th event a full audit: every frame has one home node
+and is in exactly one place (one free stack under its manager, or one owner's chunk), per-cell
+free counts and borrowed reserves recount, and lent = borrowed for every (borrower, lender).
+"""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from memory_helpers import memory, run
+
+from disco import SimConfig
+from disco.vmm.invariants import InvariantChecker
+
+WORKLOADS = ("raytrace", "pmake", "database", "webserver")
+
+
+@st.composite
+def memory_configs(draw):
+    nodes = draw(st.sampled_from([2, 4, 8]))
+    cpus_per_node = draw(st.sampled_from([1, 2]))
+    cells = draw(st.sampled_from([c for c in (1, 2, 4) if nodes % c == 0]))
+    chunk = draw(st.sampled_from([2, 4, 8]))
+    per_node = chunk * draw(st.integers(8, 32))
+    cpus = nodes * cpus_per_node
+    groups = draw(st.lists(st.fixed_dictionaries({
+        "workload": st.sampled_from(WORKLOADS),
+        "count": st.integers(1, 3),
+        "vcpus": st.integers(1, cpus),
+        "memory_mb": st.integers(8, 2 * per_node * nodes // 3),
+        "work_s": st.floats(0.05, 1.0),
+        "arrival_s": st.floats(0.0, 1.0),
+        "spacing_s": st.floats(0.0, 0.5),
+    }), min_size=1, max_size=4))
+    trigger = draw(st.sampled_from([0, 8, 16]))
+    policy = {
+        "name": draw(st.sampled_from(["cellular_disco", "cellular_disco", "fixed_partition",
+                                      "disco_one_cell"])),
+        "chunk_mb": chunk,
+        "borrow_policy": draw(st.sampled_from(["paper", "none", "anywhere"])),
+        "borrow_trigger_mb": trigger,
+        "borrow_unit_mb": draw(st.sampled_from([2, 4, 8])),
+        "lend_floor_mb": trigger + draw(st.sampled_from([0, 16, 32])),
+        "numa_migration": draw(st.booleans()),
+        "numa_replication": draw(st.booleans()),
+        "numa_horizon_s": draw(st.sampled_from([1.0, 100.0])),
+        "paging_skip_freed": draw(st.booleans()),
+        "paging_shared_once": draw(st.booleans()),
+        "paging_virtual_disk": draw(st.booleans()),
+        "memory_tick_ms": draw(st.sampled_from([20.0, 100.0])),
+    }
+    if policy["name"] == "fixed_partition":
+        per_cell = nodes // cells * cpus_per_node
+        for g in groups:
+            g["vcpus"] = min(g["vcpus"], per_cell)
+    return SimConfig.from_dict({
+        "machine": {"nodes": nodes, "cpus_per_node": cpus_per_node,
+                    "memory_per_node_mb": per_node},
+        "cells": {"count": cells},
+        "workload": {"vms": groups},
+        "policy": policy,
+        "sim": {"duration_s": 2.0, "check_invariants": True, "sample_interval_s": 0.5,
+                "seed": draw(st.integers(0, 2**16))},
+    })
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(memory_configs())
+def test_memory_is_conserved_on_random_machines_and_mixes(cfg):
+    mon, m = run(cfg)
+    InvariantChecker(mon).audit_memory()
+    mm = memory(mon)
+    bw = mm.borrowing
+    assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())
+    if bw.operations:
+        assert bw.max_borrower_free < bw.trigger
+        assert bw.min_lender_free_after >= bw.floor
+    if cfg.policy.borrow_policy == "none" or cfg.policy.name == "fixed_partition":
+        assert m["borrow_operations"] == 0
+    if not cfg.policy.paging:
+        assert m["pages_out"] == 0
+    # Every VM that ended gave all its memory back.
+    for vm in mon.vms:
+        if vm.status in ("done", "lost"):
+            assert vm.id not in mm.records
+
+
+def test_all_memory_comes_back_when_every_vm_has_finished():
+    cfg = SimConfig.from_dict({"machine": {"nodes": 4, "cpus_per_node": 2,
+                                           "memory_per_node_mb": 128},
+                               "cells": {"count": 2},
+                               "workload": {"vms": [
+                                   {"workload": "database", "vcpus": 4, "memory_mb": 320,
+                                    "work_s": 2.0},
+                                   {"workload": "pmake", "count": 2, "vcpus": 2,
+                                    "memory_mb": 96, "work_s": 2.0, "arrival_s": 0.5},
+                                   {"workload": "webserver", "count": 2, "vcpus": 2,
+                                    "memory_mb": 64, "work_s": 1.0, "spacing_s": 1.0}]},
+                               "sim": {"duration_s": 60.0, "check_invariants": True}})
+    mon, m = run(cfg)
+    assert m["vms_completed"] == m["vms_total"]
+    mm = memory(mon)
+    assert not mm.records and not mm.regions
+    assert mm.node_free == [mm.fpn] * 4
+    assert mm.borrowing.on_loan == 0

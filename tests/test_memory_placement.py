@@ -1,0 +1,122 @@
+"""Memory placement and what remote memory costs (PAPER.md, Memory management; memory.py)."""
+
+import math
+
+import pytest
+from conftest import without_wall_time
+from memory_helpers import config, memory, run, with_policy
+
+from disco import SimConfig, simulate
+
+ONE_VM = {"workload": {"vms": [{"workload": "database", "vcpus": 4, "memory_mb": 256,
+                                "work_s": 2.0}]},
+          "sim": {"duration_s": 10.0}}
+
+METRICS = ("remote_access_fraction", "memory_borrowed_mb", "borrow_operations",
+           "chunk_migrations", "chunk_replications", "pages_out", "pages_in",
+           "disk_writes_avoided_free", "disk_writes_avoided_shared",
+           "disk_writes_avoided_double", "memory_overcommit_ratio")
+
+
+def test_every_memory_metric_is_reported():
+    m = simulate(config(ONE_VM)).metrics
+    for key in METRICS:
+        assert key in m and math.isfinite(m[key])
+    assert 0.0 <= m["remote_access_fraction"] <= 1.0
+
+
+def test_first_touch_puts_memory_on_the_touching_vcpus_nodes():
+    mon, _ = run(config(with_policy(ONE_VM, numa_replication=False)), until=0.5)
+    mm = memory(mon)
+    vm = mon.vms[0]
+    r = mm.records[vm.id]
+    vcpu_nodes = {mm.node_of_cpu[v.cpu] for v in vm.vcpus}
+    assert set(r.node_count) <= vcpu_nodes and r.resident > 0
+    assert mm.memory_cells(vm) == set(vm.home_cells)
+
+
+def test_memory_is_tracked_in_chunks_not_pages():
+    cfg = config({**ONE_VM, "policy": {"chunk_mb": 8}})
+    mon, _ = run(cfg, until=0.5)
+    mm = memory(mon)
+    assert mm.frames == 4 * 512 // 8
+    assert mm.records[0].n + mm.records[0].region.n == 256 // 8
+
+
+def _factor_far_away(workload: str) -> tuple[float, float]:
+    """Rate factor of a VCPU with all its VM's memory local, then all two hops away."""
+    mon, _ = run(config({"workload": {"vms": [{"workload": workload, "vcpus": 1,
+                                                "memory_mb": 64, "work_s": 1.0}]},
+                         "policy": {"numa_replication": False}}), until=0.05)
+    mm = memory(mon)
+    r = mm.records[0]
+    node = mm.node_of_cpu[mon.vms[0].vcpus[0].cpu]
+    local = mm.rate_factor(mon.vms[0].vcpus[0])
+    far = node ^ 3  # two hypercube hops away
+    mm._compute(r, node)
+    # Pretend every chunk sits on ``far``: the model's answer for all-remote memory.
+    r.node_count = {far: r.resident}
+    r.region.node_count = {far: r.region.resident}
+    r.factor.clear()
+    mm._compute(r, node)
+    return local, r.factor[node]
+
+
+def test_raytrace_barely_notices_remote_memory_database_does():
+    ray_local, ray_far = _factor_far_away("raytrace")
+    db_local, db_far = _factor_far_away("database")
+    assert ray_local == pytest.approx(1.0) and db_local == pytest.approx(1.0)
+    assert 0.98 < ray_far < 1.0
+    assert db_far < 0.9
+    # Weighted by hop distance: 310 ns local, 650 ns two hops away, stall share 0.8 x 0.15.
+    assert db_far == pytest.approx(1.0 / (1.0 + 0.8 * 0.15 * (650.0 / 310.0 - 1.0)))
+
+
+def test_memory_stall_fraction_zero_turns_the_model_off():
+    cfg = config(with_policy(ONE_VM, memory_stall_fraction=0.0))
+    mon, _ = run(cfg, until=0.5)
+    assert all(mon.rate_factor(v) == 1.0 for v in mon.vms[0].vcpus)
+
+
+def test_numa_replication_copies_kernel_chunks_to_the_vcpus_nodes():
+    mix = {"workload": {"vms": [{"workload": "pmake", "count": 2, "vcpus": 4, "memory_mb": 128,
+                                 "work_s": 2.0}]}, "sim": {"duration_s": 10.0}}
+    on = run(config(mix))[1]
+    off = run(config(with_policy(mix, numa_replication=False)))[1]
+    assert on["chunk_replications"] > 0 and off["chunk_replications"] == 0
+    assert on["remote_access_fraction"] < off["remote_access_fraction"]
+
+
+def test_numa_migration_pulls_borrowed_memory_home_when_it_pays():
+    # A Database grows into the other cell, then its sibling VM exits and frees room at home.
+    mix = {"machine": {"memory_per_node_mb": 128},
+           "workload": {"vms": [
+               {"workload": "database", "vcpus": 4, "memory_mb": 320, "work_s": 8.0,
+                "home_cell": 0},
+               {"workload": "raytrace", "vcpus": 2, "memory_mb": 96, "work_s": 2.0,
+                "home_cell": 0}]},
+           "policy": {"numa_horizon_s": 60.0},
+           "sim": {"duration_s": 12.0}}
+    on_mon, on = run(config(mix), until=5.0)
+    off_mon, off = run(config(with_policy(mix, numa_migration=False)), until=5.0)
+    assert on["memory_borrowed_mb"] > 0
+    assert on["chunk_migrations"] > 0 and off["chunk_migrations"] == 0
+    lent_on = memory(on_mon).records[0].cell_count.get(1, 0)
+    lent_off = memory(off_mon).records[0].cell_count.get(1, 0)
+    assert lent_on < lent_off
+
+
+def test_slowdown_is_near_one_alone_and_grows_under_contention():
+    alone = simulate(config(ONE_VM)).vms["slowdown"][0]
+    assert 0.95 < alone < 1.1
+    crowd = simulate(config({"workload": {"vms": [
+        {"workload": "database", "count": 4, "vcpus": 4, "memory_mb": 256, "work_s": 2.0}]},
+        "sim": {"duration_s": 30.0}})).vms["slowdown"]
+    assert min(crowd) > 1.3
+
+
+def test_same_config_same_memory_metrics():
+    cfg = SimConfig.from_dict({"sim": {"duration_s": 20.0}})
+    a = without_wall_time(simulate(cfg).metrics)
+    b = without_wall_time(simulate(cfg).metrics)
+    assert a == b

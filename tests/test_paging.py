@@ -1,0 +1,110 @@
+"""Paging under overcommit (PAPER.md, Paging; disco/vmm/paging.py, disco/vmm/disk.py)."""
+
+import pytest
+from memory_helpers import DATABASE, HOG, PMAKE, config, memory, run, with_policy
+
+from disco.config import PolicyConfig
+from disco.vmm.disk import Disks
+
+# Two Databases and two Pmakes, 640 MB of guests on a 512 MB machine (overcommit 1.25).
+OVERCOMMIT = {"machine": {"memory_per_node_mb": 128},
+              "workload": {"vms": [
+                  {"workload": "database", "count": 2, "vcpus": 4, "memory_mb": 224,
+                   "work_s": 2.0},
+                  {"workload": "pmake", "count": 2, "vcpus": 2, "memory_mb": 96, "work_s": 2.0}]},
+              "sim": {"duration_s": 30.0}}
+
+# One cell of 256 MB. A Pmake-like guest runs alone, freeing memory as it goes; at 2 s a memory
+# hog arrives and the pager must take 24 chunks from it: the freed ones need no write.
+FREEING = {"machine": {"memory_per_node_mb": 64}, "cells": {"count": 1},
+           "workload": {"profiles": {"pmake": PMAKE, "raytrace": HOG},
+                        "vms": [{"workload": "pmake", "vcpus": 2, "memory_mb": 160,
+                                 "work_s": 10.0},
+                                {"workload": "raytrace", "vcpus": 2, "memory_mb": 192,
+                                 "work_s": 1.0, "arrival_s": 2.0}]},
+           "sim": {"duration_s": 2.05}}
+
+# Two Pmakes in one cell share their guest kernel and binaries; a third VM squeezes them.
+SHARING = {"machine": {"memory_per_node_mb": 64}, "cells": {"count": 1},
+           "workload": {"profiles": {"pmake": {**PMAKE, "free_per_s": 0.0}, "raytrace": HOG},
+                        "vms": [{"workload": "pmake", "count": 2, "vcpus": 2, "memory_mb": 96,
+                                 "work_s": 10.0},
+                                {"workload": "raytrace", "vcpus": 2, "memory_mb": 160,
+                                 "work_s": 1.0, "arrival_s": 1.0}]},
+           "sim": {"duration_s": 1.05}}
+
+# A Database with 320 MB alone on 256 MB of memory (fast disks): once its guest memory is full
+# the guest pages out its cold buffers, many of which the monitor has already paged out.
+DOUBLE = {"machine": {"memory_per_node_mb": 64}, "cells": {"count": 1},
+          "policy": {"disk_mb_per_s": 100.0},
+          "workload": {"profiles": {"database": DATABASE},
+                       "vms": [{"workload": "database", "vcpus": 4, "memory_mb": 320,
+                                "work_s": 3.0}]},
+          "sim": {"duration_s": 4.0}}
+
+
+def test_paging_only_when_all_cells_short():
+    mon, m = run(config(OVERCOMMIT))
+    mm = memory(mon)
+    assert m["pages_out"] > 0 and m["memory_overcommit_ratio"] == pytest.approx(1.25)
+    # At every page-out no other cell could lend: all were below floor + one unit.
+    assert 0 <= mm.pager.max_other_free_at_page < mm.borrowing.floor + mm.borrowing.unit
+    assert m["vms_completed"] == 4
+    # Memory that fits is never paged, however the VMs are mixed.
+    fits = {**OVERCOMMIT, "machine": {"memory_per_node_mb": 256}}
+    assert run(config(fits))[1]["pages_out"] == 0
+
+
+def test_paging_off_never_touches_the_disk_allocations_wait():
+    m = run(config(with_policy(OVERCOMMIT, paging=False)))[1]
+    assert m["pages_out"] == m["disk_writes"] == m["disk_reads"] == 0
+    assert m["memory_alloc_failures"] > 0
+
+
+def test_paging_costs_time():
+    on = run(config(OVERCOMMIT))[1]
+    roomy = run(config({**OVERCOMMIT, "machine": {"memory_per_node_mb": 256}}))[1]
+    assert on["paging_stall_s"] > 0.0 and roomy["paging_stall_s"] == 0.0
+    assert on["vm_runtime_mean_s"] > roomy["vm_runtime_mean_s"]
+
+
+def test_freed_chunks_are_never_written():
+    on = run(config(FREEING))[1]
+    off = run(config(with_policy(FREEING, paging_skip_freed=False)))[1]
+    assert on["pages_out"] == off["pages_out"] > 0
+    assert on["disk_writes_avoided_free"] > 0 and off["disk_writes_avoided_free"] == 0
+    assert off["disk_writes"] > on["disk_writes"]
+    assert on["disk_writes"] + on["disk_writes_avoided_free"] == off["disk_writes"]
+
+
+def test_shared_chunks_are_written_once():
+    on = run(config(SHARING))[1]
+    off = run(config(with_policy(SHARING, paging_shared_once=False)))[1]
+    assert on["disk_writes_avoided_shared"] > 0 and off["disk_writes_avoided_shared"] == 0
+    assert off["disk_writes"] > on["disk_writes"]
+
+
+def test_virtual_paging_disk_avoids_double_write():
+    on = run(config(DOUBLE))[1]
+    off = run(config(with_policy(DOUBLE, paging_virtual_disk=False)))[1]
+    assert on["pages_out"] > 0
+    assert on["disk_writes_avoided_double"] > 0 and off["disk_writes_avoided_double"] == 0
+    assert off["disk_writes"] > on["disk_writes"]
+    assert off["disk_reads"] > on["disk_reads"]
+
+
+def test_every_optimisation_off_writes_more():
+    for mix in (FREEING, SHARING, DOUBLE):
+        best = run(config(mix))[1]
+        worst = run(config(with_policy(mix, paging_skip_freed=False, paging_shared_once=False,
+                                       paging_virtual_disk=False)))[1]
+        assert worst["disk_writes"] > best["disk_writes"]
+
+
+def test_disk_queue_serves_requests_in_order_with_seek_and_transfer():
+    disks = Disks(PolicyConfig(paging_disks=2, disk_seek_ms=10.0, disk_mb_per_s=100.0))
+    assert disks.request(0, 1.0, 4.0, write=True) == pytest.approx(1.05)  # 10 ms + 40 ms
+    assert disks.request(0, 1.0, 4.0, write=False) == pytest.approx(1.10)  # queued behind
+    assert disks.request(1, 1.0, 4.0, write=True) == pytest.approx(1.05)  # its own queue
+    assert disks.request(0, 2.0, 4.0, write=True) == pytest.approx(2.05)  # idle again
+    assert (disks.writes, disks.reads) == (3, 1)
