@@ -123,7 +123,6 @@ class Recovery:
         until = self.mon.loop.now + self.follow
         if data.get(src.cell, 0.0) < until:
             data[src.cell] = until
-        data.setdefault(dst.cell, 0.0)
 
     def on_vm_exit(self, vm: VM) -> None:
         self.mon.loop.cancel(self.sw_events.pop(vm.id, None))
@@ -185,6 +184,7 @@ class Recovery:
             return
         rec.cells = new
         rec.recovering = True
+        had_memory = [c for c in new if self.cell_state[c] != EVACUATED]
         self.pause()
         for c in new:
             self._fail_cell(c)
@@ -197,7 +197,7 @@ class Recovery:
         # The cells' memory is gone now: nothing may be placed there from this instant.
         failed_hook = getattr(getattr(self.mon, "memory", None), "on_cell_failed", None)
         if failed_hook is not None:
-            for c in new:
+            for c in had_memory:  # an evacuated cell's memory was handed back already
                 failed_hook(c)
         ep = self.episode
         if ep is None:
@@ -297,10 +297,14 @@ class Recovery:
                 mon.tree.set_online(i, False)
 
     def take_offline(self, cell: int) -> None:
-        """An evacuated cell: its CPUs stop (hot replacement); a fault there loses nothing."""
+        """An evacuated cell: its CPUs stop (hot replacement); a fault there loses nothing.
+        No VM depends on it any more; its memory leaves the pool so none comes to."""
         mon = self.mon
         self.cell_state[cell] = EVACUATED
         mon.cell_live[cell] = False
+        failed_hook = getattr(getattr(mon, "memory", None), "on_cell_failed", None)
+        if failed_hook is not None:
+            failed_hook(cell)
         for i in mon.machine.cell_cpus(cell):
             cpu = mon.cpus[i]
             self._stop_cpu(cpu)
@@ -341,8 +345,11 @@ class Recovery:
             rec = self.blame.setdefault(vm.id, self._first_record(ep, vm))
             if vm.id not in rec.dependent:
                 rec.dependent.append(vm.id)
-            why = self.why.get(vm.id) or self.dependency(vm, cells)
-            if self.f.kill_policy == "lazy" and why == "memory":
+            # Lazy only for a tie by memory alone, at the fault and now (a VM spared earlier
+            # may since have lost its VCPUs' cell too).
+            memory_only = (self.why.get(vm.id) in ("memory", None)
+                           and self.dependency(vm, cells) in ("memory", None))
+            if self.f.kill_policy == "lazy" and memory_only:
                 self.lazy_pending[vm.id] = rec
                 rng = mon.streams.get(f"faults/touch/{vm.id}")
                 rate = self.f.touch_rate_per_s

@@ -137,6 +137,8 @@ class VMMigrator:
 
         if rec.cell_state[cell] not in (LIVE, EVACUATING):
             return
+        if not any(live for c, live in enumerate(self.mon.cell_live) if c != cell):
+            return  # nowhere to go (e.g. a one-cell machine): the cell stays in service
         rec.cell_state[cell] = EVACUATING
         self.mon.cell_live[cell] = False
         waiting = [vm for vm in rec.dependents([cell])]
