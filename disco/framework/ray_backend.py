@@ -86,17 +86,26 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                               "log_to_driver": True}
     if address == LOCAL:
-        env_vars = {"PYTHONPATH": _pythonpath(), **runtime_env.pop("env_vars", {})}
         mem = ray_cfg.get("object_store_memory_mb")
-        ray.init(
-            address=LOCAL,
-            num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
-            object_store_memory=int(mem) * 2**20 if mem else None,
-            _temp_dir=ray_cfg.get("temp_dir") or _short_temp_dir(),
-            _node_ip_address="127.0.0.1",
-            runtime_env={"env_vars": env_vars, **runtime_env},
-            **common,
-        )
+        # The raylet is our child and its workers inherit its environment: PYTHONPATH set for
+        # the start is enough (a runtime_env would add a per-worker setup step).
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = _pythonpath()
+        try:
+            ray.init(
+                address=LOCAL,
+                num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
+                object_store_memory=int(mem) * 2**20 if mem else None,
+                _temp_dir=ray_cfg.get("temp_dir") or _short_temp_dir(),
+                _node_ip_address="127.0.0.1",
+                runtime_env=runtime_env or None,
+                **{**common, "log_to_driver": False},  # failures are in the rows anyway
+            )
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
     else:
         if ray_cfg.get("ship_code", True):
             runtime_env.setdefault("working_dir", str(project_root))
