@@ -22,25 +22,31 @@ cell so it never breaks fault containment).
 **Placement.** First touch: a new chunk goes on the node of the touching VCPU (the VM's VCPUs
 take turns) if that node's cell is a home cell, else on the home cells' nearest node; when the
 home cells are exhausted, on memory borrowed from other cells (``borrowing.py``); when every
-cell is short, the pager frees memory (``paging.py``). Disco's NUMA policy
-(``numa_migration`` / ``numa_replication``), every tick and at most ``numa_chunks_per_tick``
-chunks per VM: when more than ``numa_threshold`` of a VM's chunks sit on nodes none of its
-VCPUs use, move them to the node of its VCPUs that holds least of its memory (never making the
-home cell short); replicate the shared (read-only code) region onto each node of a home cell
-where a sharer's VCPU runs while the cell has more than ``lend_floor_mb`` free (replicas are
-dropped first when it gets short). Each copy costs ``chunk_mb / copy_mb_per_s`` of monitor time
-on a VCPU of the VM (counted ``chunk_migrations``, ``chunk_replications``).
+cell is short, the pager frees memory (``paging.py``).
 
-**Remote-access model** [A]. A VCPU on node ``a`` accesses its VM's resident chunks uniformly
-(shared-region chunks at the nearest replica), so its mean latency is
-``L = sum_b share_b * latency_ns(a, b)`` (``Machine.latency_ns``: hop distance). A workload
-stalls on memory for ``s = memory_intensity * memory_stall_fraction`` of its native time at
-local latency, and that part stretches by ``L / local``: the progress rate is multiplied by
-``1 / (1 + s * (L / local - 1))`` (``mon.rate_factor``). With the defaults (stall 0.15, 310 ns
-local, 550 ns one hop) all-remote Database (intensity 0.8) runs ~9 % slower, Raytrace (0.1)
-~1 %. The factor is cached per (VM, node) and recomputed only when the VM's placement changes;
-running VCPUs are then resegmented once per tick. ``remote_access_fraction`` is the share of
-accesses (weighted by memory intensity and running time, sampled each tick) to other nodes.
+**Disco's NUMA policy** (``numa_migration`` / ``numa_replication``), every tick, at most
+``numa_chunks_per_tick`` copies per VM, each costing ``chunk_mb / copy_mb_per_s`` of monitor
+time on a VCPU of the VM (counted in ``chunk_migrations`` / ``chunk_replications``). A copy is
+made only when the stall it saves within ``numa_horizon_s`` (5 s [A]) exceeds its copy time --
+Disco moved a page only when its miss counters said it was hot enough to pay. Migration moves a
+VM's private chunks off nodes none of its VCPUs use (borrowed memory, or memory left behind
+when its VCPUs moved) to the node of its VCPUs that gains most; replication copies the shared
+region (read-only kernel code and binaries) onto the nodes of its VCPUs. Both only take memory
+from a home cell holding more than ``lend_floor_mb`` + one unit free, so they never cause
+borrowing; a cell that gets short drops its replicas first.
+
+**Remote-access model** [A]. A VCPU on node ``a`` sends ``kernel_fraction`` of its accesses to
+the shared region (kernel code; at a local copy if there is one) and the rest uniformly over its
+VM's private resident chunks, so its mean latency is ``L = sum_b share_b * latency_ns(a, b)``
+(``Machine.latency_ns``: weighted by hop distance). A workload stalls on memory for
+``s = memory_intensity * memory_stall_fraction`` of its native time at local latency, and that
+part stretches by ``L / local``: the progress rate is multiplied by ``1 / (1 + s * (L / local -
+1))`` (``mon.rate_factor``). With the defaults (stall 0.15, 310 ns local, 550 ns one hop, 650 ns
+two) all-remote Database (intensity 0.8) runs ~12 % slower at two hops, Raytrace (0.1) ~1.6 %.
+The factor is cached per (VM, node) and recomputed only when the VM's placement changes; its
+running VCPUs are then resegmented, once per tick at most. ``remote_access_fraction`` is the
+share of accesses to other nodes, weighted by memory intensity, sampled each tick over the
+running VCPUs.
 
 **Paging costs time** by stalling: a VCPU that needs a frame being written out, or touches a
 paged-out chunk, holds its CPU until the disk finishes (debt, charged as monitor overhead).
@@ -675,6 +681,8 @@ class MemoryManager:
             per_chunk = s * (1.0 - w_sh) / r.resident
             best = None
             for src in r.node_count:
+                if src in vnodes:  # memory its VCPUs use locally stays: no ping-pong
+                    continue
                 for dst in vnodes:
                     cell = self.cell_of_node[dst]
                     if dst == src or cell not in vm.home_cells or self.cell_free[cell] <= roomy \
@@ -709,6 +717,8 @@ class MemoryManager:
                 if cell not in vm.home_cells:
                     continue
                 reps = reg.replicas.setdefault(n, {})
+                if len(reps) + reg.node_count.get(n, 0) >= reg.resident:
+                    continue  # every chunk already has a copy here
                 for i in np.flatnonzero(reg.state == RESIDENT).tolist():
                     if budget <= 0 or self.cell_free[cell] <= roomy:
                         break
