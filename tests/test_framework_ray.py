@@ -75,13 +75,14 @@ def test_a_run_that_raises_on_ray_is_recorded_failed_and_the_rest_go_on(tmp_path
     assert "RuntimeError" in df.filter(pl.col("status") == "failed")["error"][0]
 
 
-def test_a_ray_worker_that_dies_is_recorded_failed(tmp_path, capsys):
-    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
-            "sweep.task=framework_helpers.tasks:die_on_13", "policy.periodic_period_ms=13,50"]
+def test_a_ray_worker_that_dies_is_recorded_failed_and_only_its_run(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=4",
+            "sweep.task=framework_helpers.tasks:die_on_13",
+            "policy.periodic_period_ms=50,13,100,200"]
     assert main(args) == 1
-    assert "1 failed" in capsys.readouterr().err
+    assert "3 done, 0 skipped (already complete), 1 failed" in capsys.readouterr().err
     df = runs_table(tmp_path)
-    assert df.height == 2
+    assert df.height == 4
     failed = df.filter(pl.col("status") == "failed").to_dicts()
     assert [r["policy.periodic_period_ms"] for r in failed] == [13.0]
     assert "ray task failed" in failed[0]["error"]

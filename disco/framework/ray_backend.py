@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from disco.framework import results
 from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
 
 LOCAL = "local"
@@ -166,8 +167,7 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
                 try:
                     summaries = ray.get(ref)
                 except RayError as exc:  # the worker died (or the task could not be run)
-                    reason = f"ray task failed: {type(exc).__name__}: {exc}"
-                    summaries = [record_lost(s, ctx, reason) for s in batch]
+                    summaries = _salvage(batch, ctx, exc, pending, remote, ctx_ref)
                 for s in summaries:
                     on_summary(s)
             tick()
@@ -176,3 +176,22 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
             ray.shutdown()
         if reaper:
             reaper.close()
+
+
+def _salvage(batch: list[RunSpec], ctx: RunContext, exc: Exception, pending: dict[Any, Any],
+             remote: Any, ctx_ref: Any) -> list[RunSummary]:
+    """A batch whose worker died: keep its finished runs, retry the others one per task.
+
+    Only the run that kills its worker again is then recorded as failed, not its batch-mates.
+    """
+    reason = f"ray task failed: {type(exc).__name__}: {exc}"
+    out, retry = [], []
+    for spec in batch:
+        if len(batch) > 1 and results.read_row(
+                results.run_dir(ctx.results_dir, spec.study, spec.key)) is None:
+            retry.append(spec)
+        else:
+            out.append(record_lost(spec, ctx, reason))
+    for spec in retry:
+        pending[remote.remote([spec], ctx_ref)] = [spec]
+    return out
