@@ -108,3 +108,17 @@ def test_disk_queue_serves_requests_in_order_with_seek_and_transfer():
     assert disks.request(1, 1.0, 4.0, write=True) == pytest.approx(1.05)  # its own queue
     assert disks.request(0, 2.0, 4.0, write=True) == pytest.approx(2.05)  # idle again
     assert (disks.writes, disks.reads) == (3, 1)
+
+
+def test_resident_set_can_be_trimmed_second_chance_keeps_the_hot_chunks():
+    mon, _ = run(config({"workload": {"vms": [{"workload": "database", "vcpus": 4,
+                                                "memory_mb": 256, "work_s": 5.0}]}}), until=1.0)
+    mm = memory(mon)
+    r = mm.records[0]
+    before, hot = r.resident_total(), set(range(r.used - r.hot, r.used))
+    mm.pager.trim(r, before - 8)
+    assert r.resident_total() == before - 8
+    assert mm.pager.pages_out == 8
+    evicted = {j for j in range(r.n) if r.state[j] == 2}  # ON_DISK
+    assert len(evicted) + r.region.on_disk == 8
+    assert not evicted & hot  # cold chunks went first

@@ -181,6 +181,7 @@ class MemoryManager:
         self.peak_running_mb = 0
         self.remote_w = 0.0
         self.remote_sum = 0.0
+        self.cells_max: dict[int, int] = {}  # VM id -> most cells its memory spanned
 
     # -- frames ---------------------------------------------------------------------------
     def _nodes_near(self, near: int, cell: int) -> list[int]:
@@ -452,9 +453,11 @@ class MemoryManager:
         del self.regions[reg.key]
 
     def on_vm_exit(self, vm: VM) -> None:
-        r = self.records.pop(vm.id, None)
+        r = self.records.get(vm.id)
         if r is None:
             return
+        self._note_cells(vm)
+        del self.records[vm.id]
         self.running_mb -= vm.memory_mb
         for j in np.flatnonzero(r.frame >= 0).tolist():
             f = int(r.frame[j])
@@ -573,6 +576,7 @@ class MemoryManager:
                 self._fault_hot(r)
             self._numa(r)
             self._refresh(r)
+            self._note_cells(r.vm)
         self.borrowing.settle()
         self._sample(dt)
         self.mon.loop.schedule(dt, self.tick)
@@ -864,6 +868,11 @@ class MemoryManager:
             cells.update(c for c, k in r.region.cell_count.items() if k > 0)
         return cells
 
+    def _note_cells(self, vm: VM) -> None:
+        k = len(self.memory_cells(vm))
+        if k > self.cells_max.get(vm.id, 0):
+            self.cells_max[vm.id] = k
+
     # -- results ------------------------------------------------------------------------
     def metrics(self) -> dict[str, float | int]:
         pg = self.pager
@@ -885,11 +894,16 @@ class MemoryManager:
             "disk_reads": self.disks.reads,
             "paging_stall_s": self.stall_s,
             "memory_alloc_failures": self.alloc_failures,
+            # containment: cells a VM's memory spanned at most, mean over the VMs that ran
+            "memory_cells_per_vm": (sum(self.cells_max.values()) / len(self.cells_max)
+                                    if self.cells_max else 0.0),
         }
 
     def vm_columns(self) -> dict[str, list]:
-        """Per-VM ``slowdown``: run time over the analytic run time alone on an idle machine."""
+        """Per VM: ``slowdown``, run time over the analytic run time alone on an idle machine;
+        ``memory_cells``, the most cells its memory (own or borrowed) spanned."""
         slow: list[float] = []
+        cells = [self.cells_max.get(vm.id, 0) for vm in self.mon.vms]
         for vm in self.mon.vms:
             if vm.status != "done":
                 slow.append(float("nan"))
@@ -899,7 +913,7 @@ class MemoryManager:
             waits = vm.work_s * (p.io_prob * p.io_ms + p.idle_prob * p.idle_ms) / p.burst_ms
             ideal = vm.work_s / (vm.base_rate * alone) + waits
             slow.append((vm.finish_s - vm.arrival_s) / ideal)
-        return {"slowdown": slow}
+        return {"slowdown": slow, "memory_cells": cells}
 
 
 def _dec(counts: dict[int, int], key: int) -> None:

@@ -77,6 +77,15 @@ class Pager:
                 break
         return done_at if freed else -1.0
 
+    def trim(self, r: VMMemory, chunks: int) -> float:
+        """Trim ``r``'s resident set to at most ``chunks`` (second chance, any cell). Returns
+        the time the last write completes."""
+        excess = r.resident_total() - chunks
+        if excess <= 0:
+            return self.mm.mon.loop.now
+        cells = tuple(range(len(self.mm.cell_free)))
+        return self._evict(r, cells, excess)[1]
+
     def _victims(self, vmm: VMMemory) -> list[VMMemory]:
         """VMs holding memory in the needing VM's home cells, furthest over their share first."""
         mm = self.mm
