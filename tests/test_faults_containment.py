@@ -165,13 +165,20 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
     assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(machines_and_mixes(), st.floats(0.2, 2.0), st.booleans())
-def test_many_random_faults_keep_the_invariants_and_are_all_contained(case, rate, lazy):
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(machines_and_mixes(), st.floats(0.2, 2.0), st.booleans(),
+       st.sampled_from(["cellular_disco", "disco_one_cell", "fixed_partition", "smp_os"]),
+       st.booleans())
+def test_many_random_faults_keep_the_invariants_and_are_all_contained(case, rate, lazy, policy,
+                                                                      gang):
     data, _ = case
+    per_cell = data["machine"]["nodes"] // data["cells"]["count"] * data["machine"]["cpus_per_node"]
+    if policy == "fixed_partition" and any(g["vcpus"] > per_cell for g in data["workload"]["vms"]):
+        policy = "cellular_disco"
+    data["policy"] = {**data["policy"], "name": policy, "gang": gang}
     data["faults"] = {"node_rate": rate / 4, "router_rate": rate / 4, "link_rate": rate / 4,
                       "firmware_rate": rate / 4, "software_rate": rate / 4,
-                      "restart_lost": True, "cell_repair_s": 0.5,
+                      "restart_lost": True, "cell_repair_s": 0.5, "smp_reboot_s": 0.5,
                       "kill_policy": "lazy" if lazy else "early",
                       "evacuate": [{"cell": 0, "at_s": 0.3}]}
     mon, m = _run(SimConfig.from_dict(data))

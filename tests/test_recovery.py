@@ -3,6 +3,8 @@ and evacuation (PAPER.md, Faults and recovery)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from disco import SimConfig, simulate
 from disco.runner import build
 from tests.conftest import small_config
@@ -222,3 +224,22 @@ def test_fixed_partitions_lose_only_the_failed_partitions_jobs():
     assert lost and all(vm.home_cells == (0,) for vm in lost)
     assert all(vm.status == "done" for vm in mon.vms if vm.home_cells != (0,))
     assert m["faults_contained"] == 1
+
+
+def test_one_cell_machine_loses_everything_and_restarts_once_the_cell_is_repaired():
+    cfg = _two_faults(5.5)
+    cfg.policy.name = "disco_one_cell"
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.faults.restart_lost = True
+    cfg.faults.cell_repair_s = 1.0
+    cfg.workload.vms[0].count = 2
+    cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], arrival_s=1.5))
+    cfg.sim.duration_s = 15.0
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    assert m["vms_lost"] == 2 and m["vms_restarted"] == 2
+    # The restarts and the VMs that arrived while the machine was down wait for the repair.
+    assert m["vms_completed"] == 4
+    repaired = 1.0 + m["recovery_time_ms_max"] / 1e3 + 1.0
+    assert all(vm.finish_s > repaired for vm in mon.vms if vm.status == "done")

@@ -55,8 +55,10 @@ class Placement:
         mon = self.mon
         m = mon.machine
         cells = self.choose_cells(len(vm.vcpus), home_cell)
-        if cells is None:  # too few live cells left after faults: the VM cannot run
-            mon.kill_vm(vm)
+        if cells is None:  # too few live cells after faults: wait for a repair, or never run
+            recovery = getattr(mon, "recovery", None)
+            if recovery is None or not recovery.defer_arrival(vm, home_cell):
+                mon.kill_vm(vm)
             return
         # CPUs of live cells; they may be paused for a moment by fault recovery.
         cpus = [c for cell in cells for c in mon.cpus[cell * m.cpus_per_cell:

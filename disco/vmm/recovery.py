@@ -104,6 +104,8 @@ class Recovery:
         for ev in f.evacuate:
             mon.loop.at(ev.at_s, self.migrator.evacuate, ev.cell)
         self.after_resume: list[tuple] = []  # (callback, args) deferred while paused
+        self.repairs_due = 0  # failed cells with a repair scheduled
+        self.waiting: list[tuple[VM, int | None]] = []  # arrivals waiting for a repaired cell
         mon.recovery = self  # type: ignore[attr-defined]
         mon.add_hook(self)
         mon.extra_metrics.append(self.metrics)
@@ -311,9 +313,18 @@ class Recovery:
             cpu.online = False
             mon.tree.set_online(i, False)
 
+    def defer_arrival(self, vm: VM, home_cell: int | None) -> bool:
+        """Placement found too few live cells: hold the VM until a repair, if one is due."""
+        if not self.repairs_due:
+            return False
+        self.waiting.append((vm, home_cell))
+        return True
+
     def _repair(self, cell: int) -> None:
-        """A failed cell comes back (replaced or rebooted): empty, live, its CPUs online."""
+        """A failed cell comes back (replaced or rebooted): empty, live, its CPUs online;
+        VMs that found no room meanwhile try again, in arrival order."""
         mon = self.mon
+        self.repairs_due -= 1
         if self.cell_state[cell] != FAILED:
             return
         self.cell_state[cell] = LIVE
@@ -328,6 +339,9 @@ class Recovery:
             if self.paused_at is None:
                 cpu.online = True
                 mon.gang.kick(cpu)
+        waiting, self.waiting = self.waiting, []
+        for vm, home_cell in waiting:
+            mon.placement.arrive(vm, home_cell)
 
     # -- after the machine-wide part ---------------------------------------------------------
     def _unwedged(self, ep: Episode) -> None:
@@ -372,6 +386,7 @@ class Recovery:
         self.resume()
         if self.f.cell_repair_s is not None:
             for c in cells:
+                self.repairs_due += 1
                 mon.loop.at(end + self.f.cell_repair_s, self._repair, c)
 
     def _first_record(self, ep: Episode, vm: VM) -> FaultRecord:
