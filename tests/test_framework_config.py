@@ -134,3 +134,11 @@ def test_print_config_shows_the_run_config(capsys):
     assert main(["--cfg", "machine=origin2000_128", "cells=cells_16"]) == 0
     out = capsys.readouterr().out
     assert "nodes: 64" in out and "count: 16" in out
+
+
+def test_a_study_sweep_can_be_narrowed_or_extended_from_the_command_line():
+    assert len(make_plan(["+experiment=smoke"]).runs) == 2 * 2
+    assert len(make_plan(["+experiment=smoke", "sweep.params.policy=no_balancers"]).runs) == 2
+    plan = make_plan(["+experiment=smoke", '+sweep.params.sim.seed="1,2,3"'])
+    assert len(plan.runs) == 2 * 2 * 3
+    assert {r.base_seed for r in plan.runs} == {1, 2, 3}

@@ -63,6 +63,14 @@ def run_key(config: dict[str, Any], code_version: str, task: str) -> str:
 
 
 def _set_path(data: Any, key: str, value: Any) -> None:
+    try:
+        _set_path_unchecked(data, key, value)
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise PlanError(f"cannot set {key}: {exc!r} (does a value sit where a mapping "
+                        "is needed?)") from exc
+
+
+def _set_path_unchecked(data: Any, key: str, value: Any) -> None:
     parts = key.split(".")
     node = data
     for p in parts[:-1]:
@@ -75,6 +83,13 @@ def _set_path(data: Any, key: str, value: Any) -> None:
 
 
 def _del_path(data: Any, key: str) -> None:
+    try:
+        _del_path_unchecked(data, key)
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise PlanError(f"cannot delete {key}: {exc!r}") from exc
+
+
+def _del_path_unchecked(data: Any, key: str) -> None:
     parts = key.split(".")
     node = data
     for p in parts[:-1]:
@@ -183,7 +198,15 @@ def expand_jobs(overrides: list[str], multirun: bool,
     for job in cli_jobs:
         groups, values = composer.split(job)
         _, plain, _ = composer.base(tuple(groups))
-        params = (plain.get("sweep") or {}).get("params") or {}
+        sweep = dict(plain.get("sweep") or {})
+        for text in values:  # `sweep.params.x=...` or `~sweep.params` on the command line
+            kind, key, value = composer.op(tuple(groups), text)
+            if key.startswith("sweep.params") or key == "sweep":
+                data = {"sweep": copy.deepcopy(sweep)}
+                (_del_path if kind == "del" else _set_path)(data, key, *([] if kind == "del"
+                                                                          else [value]))
+                sweep = data.get("sweep") or {}
+        params = _flatten(sweep.get("params") or {})
         given = {_norm(composer.parse([t])[0].get_key_element()) for t in job}
         extra = [f"{k}={_param_str(v)}" for k, v in params.items() if _norm(k) not in given]
         if extra and not multirun:
@@ -194,6 +217,17 @@ def expand_jobs(overrides: list[str], multirun: bool,
             cg, cv = composer.split(combo)
             jobs.append((tuple(groups + cg), values + cv))
     return jobs
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"policy": {"gang": "true,false"}}`` (from ``sweep.params.policy.gang=...``) -> dotted."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _param_str(value: Any) -> str:

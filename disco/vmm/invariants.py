@@ -107,6 +107,15 @@ class InvariantChecker:
         for vm in mon.vms:
             if vm.status == "running" and any(c in vm.cell_vcpus for c in failed):
                 self.fail(f"{vm.name} runs on with a VCPU on failed cell(s) {failed}")
+        for cell, state in enumerate(rec.cell_state):
+            down = state in ("failed", "evacuated")
+            for i in mon.machine.cell_cpus(cell):
+                cpu = mon.cpus[i]
+                if cpu.online == down or (mon.tree.size[mon.tree.leaf_of[i]] == 1) == down:
+                    self.fail(f"cpu {i} of {state} cell {cell}: online={cpu.online}, "
+                              f"in the load tree={not down}")
+                if down and state == "failed" and cpu.queue:
+                    self.fail(f"cpu {i} of failed cell {cell} still queues VCPUs")
 
     def check_memory(self) -> None:
         """Memory (``memory.py``), when attached: per node used + free = frames, every event;

@@ -6,6 +6,8 @@ attached, else its home cells), or its monitor data there: the home cells always
 VCPU left for another cell until the data follows (``faults.data_follow_s``; null: never, so the
 VM depends on every cell its VCPUs visited, as ``vm.visited_cells`` records). A whole-VM
 migration (``vm_migration.py``) moves everything, so afterwards only the new cells count.
+The rule is applied at the instant of the fault (what was on the cell then is lost, even if it
+would have moved on during recovery), plus any VM that came to depend on the cell meanwhile.
 
 **Recovery** of a hardware fault, each step taking simulated time (``FaultsConfig``, all [A]):
 
@@ -28,7 +30,15 @@ Steps 1-4 are the machine-wide part: every CPU is paused (``cpu.online = False``
 scheduler and the balancers leave it alone) from the fault until unwedging ends, and the pause
 is charged as monitor overhead. Step 5 runs on the survivors while the other VMs go on; the
 recovery time of a fault runs from the fault to the end of step 5. A failed cell's CPUs stay
-offline (``cell_repair_s`` brings it back); its memory is lost (``mon.memory.on_cell_failed``).
+offline (``cell_repair_s`` brings it back, empty); its memory is lost at the fault
+(``mon.memory.on_cell_failed``), so nothing is allocated there during recovery. A VM arriving
+when too few cells are live waits for a scheduled repair (or is lost if none is due).
+
+Containment per fault (``contained``): no VM outside its dependent set died, and every VM in
+the set is gone, unless it ended first (finished, or died of another fault) or, lazily, has
+not touched bad memory yet. A fault whose recovery was still running when the run ended
+counts as contained if nothing outside the set died (``faults_recovering``). A fault on a cell
+that had already failed changes nothing (``faults_ignored``).
 
 Baselines: with one cell every hardware fault kills every VM. Policy ``smp_os`` has no cells to
 contain anything: ``fail_machine`` kills every job and reboots the whole machine for
