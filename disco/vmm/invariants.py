@@ -157,11 +157,16 @@ class InvariantChecker:
                 elif stack:
                     loan_free[(mgr, cell)] = loan_free.get((mgr, cell), 0) + len(stack)
         for vid, r in mm.records.items():
-            for j in np.flatnonzero(r.frame >= 0).tolist():
+            resident = np.flatnonzero(r.frame >= 0).tolist()
+            for j in resident:
                 f = int(r.frame[j])
                 seen[f] += 1
                 if mm.f_owner[f] != vid or mm.f_idx[f] != j:
                     self.fail(f"vm {vid} chunk {j} in frame {f} owned by {mm.f_owner[f]}")
+            missing = set(resident) - set(r.fifo)
+            if missing or len(resident) != r.resident:
+                self.fail(f"vm {vid}: {r.resident} resident counted, {len(resident)} mapped, "
+                          f"{len(missing)} outside its FIFO (never evictable)")
         for reg in mm.regions.values():
             for i in np.flatnonzero(reg.frame >= 0).tolist():
                 seen[int(reg.frame[i])] += 1

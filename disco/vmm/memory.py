@@ -272,7 +272,9 @@ class MemoryManager:
         return f
 
     # -- mapping ------------------------------------------------------------------------
-    def map_private(self, r: VMMemory, j: int, f: int) -> None:
+    def map_private(self, r: VMMemory, j: int, f: int, enqueue: bool = True) -> None:
+        """Chunk ``j`` of ``r`` now lives in frame ``f``; ``enqueue``: it (re)enters the FIFO
+        (a copy to another frame keeps its place)."""
         self.f_owner[f] = r.vm.id
         self.f_idx[f] = j
         r.frame[j] = f
@@ -282,8 +284,31 @@ class MemoryManager:
         r.node_count[n] = r.node_count.get(n, 0) + 1
         r.cell_count[c] = r.cell_count.get(c, 0) + 1
         r.resident += 1
-        r.fifo.append(j)
         r.dirty = True
+        if enqueue:
+            r.fifo.append(j)
+            if len(r.fifo) > 2 * r.resident + 64:
+                self._compact_fifo(r)
+
+    def _compact_fifo(self, r: VMMemory) -> None:
+        """Drop stale and duplicate FIFO entries (a chunk re-entering leaves its old entry),
+        keeping each chunk's most recent place. Amortised O(1) per entry."""
+        seen: set[int] = set()
+        keep: list[int] = []
+        reg = r.region
+        holder = reg is not None and reg.sharers and reg.sharers[0] == r.vm.id
+        for e in reversed(r.fifo):
+            if e in seen:
+                continue
+            if e >= 0:
+                if r.state[e] not in (RESIDENT, FREED):
+                    continue
+            elif not holder or reg.state[-e - 1] != RESIDENT:  # type: ignore[union-attr]
+                continue
+            seen.add(e)
+            keep.append(e)
+        keep.reverse()
+        r.fifo = deque(keep)
 
     def unmap_private(self, r: VMMemory, j: int, f: int) -> None:
         r.frame[j] = -1
@@ -482,7 +507,7 @@ class MemoryManager:
                 continue  # stays behind: the VM still depends on that cell
             state = int(r.state[j])
             self.unmap_private(r, j, f)
-            self.map_private(r, j, g)
+            self.map_private(r, j, g, enqueue=False)
             r.state[j] = state
         if r.region is not None and r.region.key[1] not in new_cells:
             sh = r.region.n
@@ -700,7 +725,10 @@ class MemoryManager:
                 lo, hi = src * self.fpn, (src + 1) * self.fpn
                 frames = r.frame
                 cell = self.cell_of_node[dst]
-                for j in np.flatnonzero((frames >= lo) & (frames < hi))[:budget].tolist():
+                cand = np.flatnonzero((frames >= lo) & (frames < hi))
+                hot_lo = r.used - r.hot  # hot chunks first
+                cand = np.concatenate((cand[cand >= hot_lo], cand[cand < hot_lo]))
+                for j in cand[:budget].tolist():
                     if self.cell_free[cell] <= roomy:
                         break
                     g = self._pop_node(dst, cell)
@@ -709,7 +737,7 @@ class MemoryManager:
                     f = int(frames[j])
                     state = int(r.state[j])
                     self.unmap_private(r, j, f)
-                    self.map_private(r, j, g)
+                    self.map_private(r, j, g, enqueue=False)
                     r.state[j] = state
                     self.counters["chunk_migrations"] += 1
                     budget -= 1
