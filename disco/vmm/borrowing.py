@@ -93,7 +93,7 @@ class Borrowing:
         if self.policy == "paper":
             for lender in vmm.lenders:
                 have = pools.get(lender, 0)
-                if have < self.unit and self._lend(lender, b, self.unit - have):
+                if have < self.unit and self._lend(lender, b, self.unit):
                     made = True
             if any(pools.get(lender, 0) for lender in vmm.lenders):
                 return made
