@@ -140,3 +140,11 @@ def test_every_experiment_runs_at_minimal_size(tmp_path, experiment):
     plan = make_plan(args[1:])
     df = runs_table(tmp_path, plan.study)
     assert df.height == len(plan.runs) and (df["status"] == "ok").all()
+
+
+def test_a_run_whose_output_cannot_be_written_is_recorded_failed(tmp_path, capsys):
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true",
+            "sweep.task=framework_helpers.tasks:ragged_timeline"]
+    assert main(args) == 1
+    row = runs_table(tmp_path).to_dicts()[0]
+    assert row["status"] == "failed" and row["error"]

@@ -96,14 +96,23 @@ def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
         status = "ok"
     except Exception:
         error = traceback.format_exc()
-        metrics, status = {}, "failed"
+        result, metrics, status = None, {}, "failed"
     run_wall = time.perf_counter() - t0
     ended = now_iso()
     row = base_row(spec, ctx, status, error)
-    row.update(metrics)
+    # A metric must not overwrite a bookkeeping column (key, status, seed ...).
+    row.update({(f"metric_{k}" if k in row else k): v for k, v in metrics.items()})
     row.update({"run_wall_s": run_wall, "started_at": started, "ended_at": ended,
                 "host": socket.gethostname()})
-    write_outputs(path, spec, ctx, row, result, error, started, ended)
+    try:
+        write_outputs(path, spec, ctx, row, result, error, started, ended)
+    except Exception:  # e.g. ragged timeline columns: the run's output is unusable
+        error = traceback.format_exc()
+        results.prepare(path)
+        row = {**base_row(spec, ctx, "failed", error), "run_wall_s": run_wall,
+               "started_at": started, "ended_at": ended, "host": socket.gethostname()}
+        status = "failed"
+        write_outputs(path, spec, ctx, row, None, error, started, ended)
     return RunSummary(spec.key, status, error, row)
 
 

@@ -28,3 +28,10 @@ def slow(cfg: SimConfig) -> SimResult:
     """A run long enough to kill a sweep half-way through."""
     time.sleep(0.1)
     return simulate(cfg)
+
+
+def ragged_timeline(cfg: SimConfig) -> SimResult:
+    """Returns a result whose timeline columns differ in length: unwritable."""
+    result = simulate(cfg)
+    result.timeline = {"time_s": [0.0, 1.0], "load": [1.0]}
+    return result
