@@ -105,3 +105,26 @@ def test_raising_the_trigger_borrows_earlier():
                until=1.5)[1]
     assert high["memory_borrowed_mb"] >= low["memory_borrowed_mb"]
     assert high["borrow_operations"] > 0
+
+
+def test_a_lender_failure_kills_the_borrower_and_its_memory_goes_offline():
+    cfg = config({**BIG_DB, "faults": {"scheduled": [{"type": "node", "node": 2, "at_s": 3.0}]}})
+    mon, m = run(cfg, until=4.0)
+    mm = memory(mon)
+    assert mon.vms[0].status == "lost"  # its borrowed memory lay on the failed cell
+    assert m["vms_lost_dependent"] == 1
+    assert not mm.cell_online[1] and mm.cell_free[1] == 0
+    assert mm.borrowing.on_loan == 0 and not mm.records
+    InvariantChecker(mon).audit_memory()
+
+
+def test_a_repaired_cell_lends_again():
+    cfg = config({**BIG_DB, "faults": {"scheduled": [{"type": "node", "node": 2, "at_s": 0.2}],
+                                       "cell_repair_s": 0.5}})
+    mon, m = run(cfg)
+    mm = memory(mon)
+    assert mm.cell_online == [True, True]
+    # It had not grown past its cell by the fault, so every loan came after the repair.
+    assert mon.vms[0].status == "done" and m["borrow_operations"] > 0
+    assert mm.cell_free[1] == 2 * mm.fpn  # all of it back
+    InvariantChecker(mon).audit_memory()
