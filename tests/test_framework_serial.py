@@ -148,3 +148,22 @@ def test_a_run_whose_output_cannot_be_written_is_recorded_failed(tmp_path, capsy
     assert main(args) == 1
     row = runs_table(tmp_path).to_dicts()[0]
     assert row["status"] == "failed" and row["error"]
+
+
+def test_ray_batches_follow_the_measured_run_time_and_shrink_at_the_end():
+    from disco.framework.ray_backend import Batcher
+
+    def cut(n: int, run_s: float, fixed: int | None = None) -> list[int]:
+        b, sizes = Batcher(list(range(n)), fixed, cpus=2), []
+        while b.queue:
+            batch = b.next()
+            sizes.append(len(batch))
+            for _ in batch:
+                b.observe(run_s)
+        assert sum(sizes) == n
+        return sizes
+
+    short = cut(1000, 0.01)
+    assert short[0] == 1 and max(short) == 25 and len(short) < 100 and short[-1] == 1
+    assert set(cut(30, 2.0)) == {1}
+    assert set(cut(30, 2.0, fixed=10)) == {10}

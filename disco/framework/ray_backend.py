@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,42 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def batches(specs: list[RunSpec], size: int | None, cpus: int) -> Iterator[list[RunSpec]]:
-    """Fixed-size chunks; by default ~8 per CPU (load balance) and at most 100 runs each."""
-    if not size:
-        size = min(100, max(1, math.ceil(len(specs) / (8 * cpus))))
-    for i in range(0, len(specs), size):
-        yield specs[i:i + size]
+class Batcher:
+    """Cuts the queue of runs into Ray tasks, sized from the runs' measured duration.
+
+    A fixed ``sweep.batch_size`` is used as given. Otherwise the first tasks carry one run
+    each; once run times are known, a task carries about ``TASK_S`` seconds of runs (so 1000
+    runs of 10 ms are a few dozen tasks, and 30 runs of 2 s are 30 tasks), and near the end
+    batches shrink so both CPUs finish together instead of one waiting for a long last batch.
+    """
+
+    TASK_S = 0.25
+    MAX_RUNS = 100
+
+    def __init__(self, specs: list[RunSpec], size: int | None, cpus: int) -> None:
+        self.queue = deque(specs)
+        self.fixed = size
+        self.cpus = cpus
+        self._wall = 0.0
+        self._runs = 0
+
+    def observe(self, run_wall_s: float | None) -> None:
+        if run_wall_s is not None:
+            self._wall += run_wall_s
+            self._runs += 1
+
+    def size(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if not self._runs:
+            return 1
+        mean = self._wall / self._runs
+        size = min(self.MAX_RUNS, max(1, int(self.TASK_S / max(mean, 1e-6))))
+        return max(1, min(size, math.ceil(len(self.queue) / (2 * self.cpus))))
+
+    def next(self) -> list[RunSpec]:
+        n = min(self.size(), len(self.queue))
+        return [self.queue.popleft() for _ in range(n)]
 
 
 def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_root: Path,
@@ -157,9 +188,16 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
         ctx_ref = ray.put(ctx)
-        pending: dict[Any, list[RunSpec]] = {
-            remote.remote(b, ctx_ref): b for b in batches(specs, batch_size, cluster_cpus())
-        }
+        cpus = cluster_cpus()
+        batcher = Batcher(specs, batch_size, cpus)
+        pending: dict[Any, list[RunSpec]] = {}
+
+        def submit() -> None:  # two tasks per CPU in flight: each worker has the next queued
+            while batcher.queue and len(pending) < 2 * cpus:
+                batch = batcher.next()
+                pending[remote.remote(batch, ctx_ref)] = batch
+
+        submit()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in done:
@@ -169,7 +207,9 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
                 except RayError as exc:  # the worker died (or the task could not be run)
                     summaries = _salvage(batch, ctx, exc, pending, remote, ctx_ref)
                 for s in summaries:
+                    batcher.observe(s.row.get("run_wall_s"))
                     on_summary(s)
+            submit()
             tick()
     finally:
         if started:

@@ -28,7 +28,7 @@ class SweepConfig:
 
     force: bool = False  # re-run runs whose results are already complete
     serial: bool = False  # run in this process, no Ray (same as ray.address=none)
-    batch_size: int | None = None  # runs per Ray task; null: ~8 tasks per CPU, at most 100
+    batch_size: int | None = None  # runs per Ray task; null: ~0.25 s of runs, measured
     task: str = DEFAULT_TASK  # "module:function" taking a SimConfig, returning a SimResult
     progress: bool = True  # live progress line on stderr
     # A study's own sweep: {"dotted.key or group": "a,b,c"}, expanded like `-m key=a,b,c`.
