@@ -591,15 +591,16 @@ class MemoryManager:
         for r in list(self.records.values()):
             if r.vm.status != "running":
                 continue
-            if free_at[self.disks.disk_of(r.vm.id)] > busy_after:
-                continue  # its VCPUs wait on its paging disk: the guest makes no new demands
-            if r.growth and r.want < r.n:
-                r.want = min(float(r.n), r.want + r.growth * dt)
-            self._grow(r)
-            self._guest(r, dt)
-            if r.on_disk:
-                self._fault_hot(r)
-            self._numa(r)
+            # While its paging disk is backed up, its VCPUs are stalled on it: the guest makes
+            # no new demands (growth, churn, faults) until the queue drains.
+            if free_at[self.disks.disk_of(r.vm.id)] <= busy_after:
+                if r.growth and r.want < r.n:
+                    r.want = min(float(r.n), r.want + r.growth * dt)
+                self._grow(r)
+                self._guest(r, dt)
+                if r.on_disk:
+                    self._fault_hot(r)
+                self._numa(r)
             self._refresh(r)
             self._note_cells(r.vm)
         self.borrowing.settle()
