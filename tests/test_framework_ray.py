@@ -1,4 +1,4 @@
-"""Sweeps on a real local Ray (2 CPUs), started once per test session and shut down after.
+"""Sweeps on a real local Ray (2 CPUs), started once for this module and shut down after it.
 
 Every sweep here finds Ray already initialized in the process and uses it, as a notebook would.
 """
@@ -23,7 +23,7 @@ def _private_sweep_cache(tmp_path_factory, monkeypatch):
 
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def local_ray():
     from disco.framework import ray_backend
 
