@@ -175,6 +175,10 @@ class InvariantChecker:
                     seen[f] += 1
                     if mm.f_owner[f] != -3 or mm.f_idx[f] != i or reg.state[i] != 1:
                         self.fail(f"replica frame {f} of chunk {i}: owner {mm.f_owner[f]}")
+        replicas = np.bincount(np.flatnonzero(mm.f_owner == -3) // mm.fpn
+                               // mon.machine.nodes_per_cell, minlength=len(mm.cell_free))
+        if replicas.tolist() != mm.cell_replicas:
+            self.fail(f"replica frames per cell {replicas.tolist()} != books {mm.cell_replicas}")
         bad = np.flatnonzero(seen != 1)
         if len(bad):
             f = int(bad[0])

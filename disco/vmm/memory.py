@@ -164,6 +164,7 @@ class MemoryManager:
         self.node_free = [fpn] * m.nodes
         self.cell_free = [fpn * m.nodes_per_cell] * m.cells  # own-managed free frames
         self.cell_online = [True] * m.cells
+        self.cell_replicas = [0] * m.cells  # replica frames on each cell's nodes
         self.records: dict[int, VMMemory] = {}
         self.regions: dict[tuple[str, int], SharedRegion] = {}
         self.disks = Disks(p)
@@ -194,6 +195,8 @@ class MemoryManager:
 
     def _pop(self, cell: int, mgr: int, near: int) -> int:
         """A free frame on ``cell``'s nodes managed by ``mgr``, nearest ``near``; -1 if none."""
+        if mgr == cell and self.cell_free[cell] <= 0:
+            return -1
         for n in self._nodes_near(near, cell):
             stack = self.free[n].get(mgr)
             if stack:
@@ -220,6 +223,8 @@ class MemoryManager:
         n = f // self.fpn
         cell = self.cell_of_node[n]
         mgr = int(self.f_mgr[f])
+        if self.f_owner[f] == REPLICA:
+            self.cell_replicas[cell] -= 1
         self.f_owner[f] = FREE
         self.f_idx[f] = -1
         self.free[n].setdefault(mgr, []).append(f)
@@ -765,6 +770,7 @@ class MemoryManager:
                     if g < 0:
                         break
                     self.f_owner[g] = REPLICA
+                    self.cell_replicas[cell] += 1
                     self.f_idx[g] = i
                     reps[i] = g
                     self.counters["chunk_replications"] += 1
@@ -788,6 +794,8 @@ class MemoryManager:
             self.charge(v, self.copy_s)
 
     def _drop_replicas(self, cell: int) -> None:
+        if not self.cell_replicas[cell]:
+            return
         for reg in self.regions.values():
             for node, reps in reg.replicas.items():
                 if self.cell_of_node[node] == cell and reps:
