@@ -54,7 +54,9 @@ paged-out chunk, holds its CPU until the disk finishes (debt, charged as monitor
 **Slowdown** (per-VM column): run time over the same VM alone on an idle machine, computed
 analytically: ``work_s / (base_rate * f_alone)`` plus the expected guest I/O and idle waits,
 where ``f_alone`` is the rate factor of its memory spread evenly over the nodes its VCPUs would
-fill in its home cells.
+fill in its home cells (first touch, no NUMA copies). Gang and VCPU-to-CPU effects alone are
+in ``base_rate``; a VM alone still finishes when its slowest VCPU does, so ~1.0-1.05 is "no
+slowdown". Contention, remote or borrowed memory and paging show as more.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class VMMemory:
     __slots__ = ("vm", "n", "state", "frame", "ref", "used", "want", "hot", "node_count",
                  "cell_count", "fifo", "resident", "on_disk", "factor", "remote", "region",
                  "lenders", "rr", "freed", "free_acc", "gp_acc", "guest_clock", "dirty", "rng",
-                 "growth", "alone")
+                 "growth")
 
     def __init__(self, vm: VM, n: int, rng: np.random.Generator) -> None:
         self.vm = vm
@@ -131,7 +133,6 @@ class VMMemory:
         self.dirty = True
         self.rng = rng
         self.growth = 0.0
-        self.alone = 1.0
 
     def resident_total(self) -> int:
         reg = self.region
@@ -436,7 +437,6 @@ class MemoryManager:
         sh = min(total, -(-p.shared_mb // chunk)) if p.shared_mb > 0 else 0
         r = VMMemory(vm, total - sh, self.mon.streams.get(f"memory/{vm.id}"))
         r.growth = p.memory_growth_mb_per_s / chunk
-        r.alone = self._alone_factor(vm)
         self.records[vm.id] = r
         self.running_mb += vm.memory_mb
         self.peak_running_mb = max(self.peak_running_mb, self.running_mb)
