@@ -319,6 +319,18 @@ class SimConfig:
     def total_cpus(self) -> int:
         return self.machine.nodes * self.machine.cpus_per_node
 
+    @property
+    def layout_nodes_per_cell(self) -> int:
+        """Nodes per cell as the ``cells`` section lays them out, even under a one-cell policy
+        (which merges them): ``faults`` name cells in this layout, so one fault schedule hits
+        the same nodes under every policy."""
+        m, c = self.machine, self.cells
+        npc = c.nodes_per_cell if c.nodes_per_cell is not None else (
+            m.nodes // c.count if c.count else 0)
+        if npc <= 0 or m.nodes % npc:
+            return self.nodes_per_cell
+        return npc
+
     def validate(self) -> None:
         """Every cross-field check, before the clock starts. Raises ConfigError."""
         m, c, w, p, s = self.machine, self.cells, self.workload, self.policy, self.sim
@@ -465,7 +477,7 @@ def _check_faults(cfg: SimConfig) -> None:
         raise ConfigError("faults.kill_policy", f.kill_policy,
                           f"unknown policy; known: {', '.join(KILL_POLICIES)}")
     nodes = cfg.machine.nodes
-    cells = nodes // cfg.nodes_per_cell
+    cells = nodes // cfg.layout_nodes_per_cell
     n_vms = sum(g.count for g in cfg.workload.vms)
     for i, sf in enumerate(f.scheduled):
         key = f"faults.scheduled[{i}]"

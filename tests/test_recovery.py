@@ -243,3 +243,14 @@ def test_one_cell_machine_loses_everything_and_restarts_once_the_cell_is_repaire
     assert m["vms_completed"] == 4
     repaired = 1.0 + m["recovery_time_ms_max"] / 1e3 + 1.0
     assert all(vm.finish_s > repaired for vm in mon.vms if vm.status == "done")
+
+
+def test_one_fault_schedule_names_the_same_nodes_under_every_policy():
+    faults = {"scheduled": [{"type": "node", "cell": 3, "at_s": 1.0}],
+              "evacuate": [{"cell": 2, "at_s": 0.5}]}
+    for policy in ("cellular_disco", "disco_one_cell", "smp_os", "fixed_partition"):
+        res = simulate(SimConfig.from_dict({
+            "policy": {"name": policy}, "faults": faults, "sim": {"duration_s": 3.0},
+            "workload": {"vms": [{"workload": "pmake", "count": 8, "vcpus": 4}]}}))
+        assert res.tables["faults"]["place"] == ["node 6"], policy
+        assert res.metrics["faults_contained"] == 1

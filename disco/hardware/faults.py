@@ -18,9 +18,12 @@ The cell(s) holding the lost nodes are declared failed by recovery (``disco/vmm/
 
 Injection: ``faults.scheduled`` lists faults at fixed times; each hardware type also arrives as
 a Poisson process at ``<type>_rate`` per node (per router for routers), its place drawn
-uniformly. Each process has its own streams (``faults/<type>`` for times, ``faults/<type>/place``
-for places), so turning one on never changes the draws of another. Guest OS crashes are armed
-per VM (``faults/software/<vm id>``) by recovery, which knows when VMs run.
+uniformly. (A rate per cell is the per-node rate times ``nodes_per_cell``: cells are whole
+nodes, so the two views give the same process.) Each process has its own streams
+(``faults/<type>`` for times, ``faults/<type>/place`` for places), so turning one on never
+changes the draws of another. Guest OS crashes are armed per VM (``faults/software/<vm id>``)
+by recovery, which knows when VMs run. A fault naming a ``cell`` hits that cell's first node
+in the layout of the ``cells`` section, whatever the policy.
 """
 
 from __future__ import annotations
@@ -66,8 +69,11 @@ class FaultInjector:
     """Schedules every configured fault and hands each to ``handler`` when it strikes."""
 
     def __init__(self, machine: Machine, cfg: FaultsConfig, loop: EventLoop,
-                 streams: RandomStreams, handler: Callable[[Fault], None]) -> None:
+                 streams: RandomStreams, handler: Callable[[Fault], None],
+                 layout_nodes_per_cell: int | None = None) -> None:
         self.machine = machine
+        # Cells named in the schedule are those of the ``cells`` section (see SimConfig).
+        self.layout_nodes_per_cell = layout_nodes_per_cell or machine.nodes_per_cell
         self.cfg = cfg
         self.loop = loop
         self.streams = streams
@@ -91,7 +97,7 @@ class FaultInjector:
             assert sf.vm is not None
             self.handler(Fault(now, "software", f"vm {sf.vm}", vm=sf.vm))
             return
-        node = sf.node if sf.node is not None else self.machine.cell_nodes(sf.cell or 0)[0]
+        node = sf.node if sf.node is not None else (sf.cell or 0) * self.layout_nodes_per_cell
         self.handler(hardware_fault(self.machine, sf.type, node, now))
 
     # -- Poisson processes -------------------------------------------------------------

@@ -110,9 +110,10 @@ class Recovery:
         self.vms_restarted = 0
         self.recovery_restarts = 0
         self.migrator = VMMigrator(mon, self)
-        self.injector = FaultInjector(m, f, mon.loop, mon.streams, self.on_fault)
-        for ev in f.evacuate:
-            mon.loop.at(ev.at_s, self.migrator.evacuate, ev.cell)
+        layout = mon.cfg.layout_nodes_per_cell
+        self.injector = FaultInjector(m, f, mon.loop, mon.streams, self.on_fault, layout)
+        for ev in f.evacuate:  # a cell of the configured layout: the machine cell of its nodes
+            mon.loop.at(ev.at_s, self.migrator.evacuate, m.cell_of_node(ev.cell * layout))
         self.after_resume: list[tuple] = []  # (callback, args) deferred while paused
         self.repairs_due = 0  # failed cells with a repair scheduled
         self.waiting: list[tuple[VM, int | None]] = []  # arrivals waiting for a repaired cell
