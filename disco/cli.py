@@ -123,10 +123,14 @@ def _main(argv: list[str] | None) -> int:
             print(f"  {spec.key}  replicate={spec.replicate} seed={spec.seed}  {cols}")
         return 0
 
+    from disco.framework.ray_backend import RayStartError
     from disco.framework.sweep import run_sweep
 
-    # Without -m: in this process, no Ray (one run does not pay for starting a cluster).
-    outcome = run_sweep(plan, argv=cmd, serial=None if args.multirun else True)
+    try:  # without -m: in this process, no Ray (one run does not pay for starting a cluster)
+        outcome = run_sweep(plan, argv=cmd, serial=None if args.multirun else True)
+    except RayStartError as exc:
+        print(f"disco: error: {exc}", file=sys.stderr)
+        return 2
     if not args.multirun and plan.runs:
         cols = " ".join(f"{k}={v}" for k, v in plan.runs[0].columns.items())
         print(f"config: {cols}")

@@ -22,6 +22,10 @@ from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost
 LOCAL = "local"
 
 
+class RayStartError(RuntimeError):
+    """Ray could not be started or attached; nothing has run."""
+
+
 def is_serial(ray_cfg: dict[str, Any]) -> bool:
     addr = ray_cfg.get("address")
     return addr is None or str(addr).lower() in ("none", "null", "", "serial")
@@ -181,10 +185,12 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     reaper = Reaper() if local else None
     try:
         started = init(ray_cfg, project_root)
-    except BaseException:
-        if reaper:
+    except Exception as exc:
+        raise RayStartError(f"cannot start or attach Ray (ray.address="
+                            f"{ray_cfg.get('address')}): {type(exc).__name__}: {exc}") from exc
+    finally:
+        if reaper and not ray.is_initialized():
             reaper.close()
-        raise
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
         ctx_ref = ray.put(ctx)
