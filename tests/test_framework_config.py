@@ -142,3 +142,11 @@ def test_a_study_sweep_can_be_narrowed_or_extended_from_the_command_line():
     plan = make_plan(["+experiment=smoke", '+sweep.params.sim.seed="1,2,3"'])
     assert len(plan.runs) == 2 * 2 * 3
     assert {r.base_seed for r in plan.runs} == {1, 2, 3}
+
+
+def test_glob_sweeps_every_option_of_a_group():
+    options = sorted(p.stem for p in (CONF / "policy").glob("*.yaml"))
+    plan = make_plan(["policy=glob(*)"])
+    assert sorted(r.columns["policy"] for r in plan.runs) == options
+    assert "gang_off" not in {r.columns["policy"]
+                              for r in make_plan(["policy=glob(*,exclude=gang*)"]).runs}

@@ -187,6 +187,7 @@ def expand_jobs(overrides: list[str], multirun: bool,
     """Command line + the study's ``sweep.params`` -> jobs: (group overrides, value overrides)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+    overrides = _expand_globs(overrides, composer)
     parsed = composer.parse(overrides)
     if not multirun:
         for ov in parsed:
@@ -217,6 +218,22 @@ def expand_jobs(overrides: list[str], multirun: bool,
             cg, cv = composer.split(combo)
             jobs.append((tuple(groups + cg), values + cv))
     return jobs
+
+
+def _expand_globs(overrides: list[str], composer: _Composer) -> list[str]:
+    """``policy=glob(*)`` -> ``policy=<every option>``: the options are conf/<group>/*.yaml."""
+    from hydra.core.override_parser.types import ValueType
+
+    out = []
+    for text, ov in zip(overrides, composer.parse(overrides), strict=True):
+        if ov.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            names = sorted(p.stem for p in (_compose.conf_dir() / ov.key_or_group).glob("*.yaml"))
+            chosen = ov.value().filter(names)
+            if not chosen:
+                raise PlanError(f"'{text}' matches no option of {ov.key_or_group}/")
+            text = f"{ov.get_key_element()}={','.join(chosen)}"
+        out.append(text)
+    return out
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
