@@ -254,3 +254,12 @@ def test_one_fault_schedule_names_the_same_nodes_under_every_policy():
             "workload": {"vms": [{"workload": "pmake", "count": 8, "vcpus": 4}]}}))
         assert res.tables["faults"]["place"] == ["node 6"], policy
         assert res.metrics["faults_contained"] == 1
+
+
+def test_with_every_cell_down_and_no_repair_later_arrivals_never_run():
+    cfg = _two_faults(5.5)
+    cfg.policy.name = "disco_one_cell"
+    cfg.faults.scheduled = cfg.faults.scheduled[:1]
+    cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], count=1, arrival_s=2.0))
+    m = simulate(cfg).metrics
+    assert m["vms_lost"] == 4 and m["vms_unplaceable"] == 1 and m["vms_completed"] == 0

@@ -495,6 +495,9 @@ class Recovery:
             "vms_restarted": self.vms_restarted,
             "vms_migrated": self.migrator.completed,
             "cells_failed": sum(1 for s in self.cell_state if s == FAILED),
+            # Arrivals that found too few live cells and no repair due: never ran.
+            "vms_unplaceable": sum(1 for vm in self.mon.vms
+                                   if vm.status == "lost" and not vm.home_cells),
         }
 
     def table(self) -> dict[str, list]:
