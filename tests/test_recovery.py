@@ -263,3 +263,13 @@ def test_with_every_cell_down_and_no_repair_later_arrivals_never_run():
     cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], count=1, arrival_s=2.0))
     m = simulate(cfg).metrics
     assert m["vms_lost"] == 4 and m["vms_unplaceable"] == 1 and m["vms_completed"] == 0
+
+
+def test_fixed_partitions_cannot_migrate_a_running_os_so_evacuation_only_drains():
+    cfg = _evacuation(True)
+    cfg.policy.name = "fixed_partition"
+    mon = build(cfg)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    assert m["vms_migrated"] == 0 and m["vms_lost"] == 1
+    assert not mon.cell_live[1]

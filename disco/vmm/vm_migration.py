@@ -11,7 +11,9 @@ so the memory can follow.
 
 ``evacuate(cell)`` is the planned hot replacement: the cell takes no new VMs, every VM that
 depends on it migrates off, and once none does the cell's CPUs go offline. A fault on the
-cell afterwards loses no VM.
+cell afterwards loses no VM. Without a monitor (``fixed_partition``) nothing can move: the
+partition only drains, going offline once its jobs have finished (if they do within the
+re-checks).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class VMMigrator:
     def migrate(self, vm: VM, cells: tuple[int, ...] | range | None = None) -> bool:
         """Start moving ``vm`` to ``cells`` (None: the best live cells other than its own)."""
         mon = self.mon
-        if vm.status != "running" or vm.id in self.in_flight:
-            return False
+        if vm.status != "running" or vm.id in self.in_flight or not mon.policy.cross_cell_moves:
+            return False  # fixed partitions have no monitor to move a running OS
         if cells is None:
             cells = self._choose(vm)
             if cells is None:
