@@ -132,9 +132,11 @@ def test_attach_to_an_existing_cluster_ships_the_code_and_writes_absolute_paths(
                                                                                 local_ray):
     from framework_helpers.common import disco_subprocess
 
+    # ray.address=auto finds the cluster through $RAY_ADDRESS, as on a cluster node.
     address = local_ray.get_runtime_context().gcs_address
-    proc = disco_subprocess("-m", *FAST, f"ray.address={address}", "results_dir=rel_results",
-                            "policy=cellular_disco,no_balancers", cwd=tmp_path)
+    proc = disco_subprocess("-m", *FAST, "ray.address=auto", "results_dir=rel_results",
+                            "policy=cellular_disco,no_balancers", cwd=tmp_path,
+                            extra_env={"RAY_ADDRESS": address})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "Pushing file package" in err  # runtime_env working_dir: the project was shipped

@@ -20,9 +20,11 @@ def env() -> dict[str, str]:
     return e
 
 
-def disco_subprocess(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "disco.cli", *args], cwd=cwd, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def disco_subprocess(*args: str, cwd: Path = ROOT,
+                     extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "disco.cli", *args], cwd=cwd,
+                            env={**env(), **(extra_env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def runs_table(results: Path, study: str = "default") -> pl.DataFrame:
