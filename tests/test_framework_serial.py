@@ -167,3 +167,18 @@ def test_ray_batches_follow_the_measured_run_time_and_shrink_at_the_end():
     assert short[0] == 1 and max(short) == 25 and len(short) < 100 and short[-1] == 1
     assert set(cut(30, 2.0)) == {1}
     assert set(cut(30, 2.0, fixed=10)) == {10}
+
+
+def test_make_run_entry_runs_its_study_and_draws_the_figure(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    assert reproduce.main([f"results_dir={tmp_path}", "sweep.serial=true",
+                           "sim.duration_s=0.5"]) == 0
+    out = capsys.readouterr().out
+    png = tmp_path / "smoke_balance" / "cpu_utilization_by_policy.png"
+    assert str(tmp_path / "smoke_balance" / "runs.parquet") in out and str(png) in out
+    assert png.stat().st_size > 1000
