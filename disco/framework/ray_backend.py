@@ -1,9 +1,10 @@
 """Fan batches of runs out on Ray: a private local Ray by default, or an existing cluster.
 
 One Ray task runs a *batch* of runs (``execute.run_batch``), so a sweep of thousands of
-millisecond-long runs pays Ray's per-task overhead a few dozen times, not thousands. Tasks are
-not retried (``max_retries=0``): a batch whose worker dies is reported back, and the driver
-records each of its unfinished runs as failed (finished ones are already on disk).
+millisecond-long runs pays Ray's per-task overhead a few dozen times, not thousands. Ray does
+not retry tasks (``max_retries=0``): a batch whose worker dies is reported back, the driver
+keeps its finished runs (already on disk), retries the others one per task, and records a run
+that kills its worker again as failed.
 """
 
 from __future__ import annotations
