@@ -116,7 +116,7 @@ def machines_and_mixes(draw):
     }, memory
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
 def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
     data, memory = case
@@ -163,6 +163,57 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
             assert not seen["cells"] & set(vm.cell_vcpus)
     row = mon.extra_tables["faults"]()
     assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(machines_and_mixes(), st.floats(0.0, 0.6), st.integers(0, 7),
+       st.sampled_from(["node", "router", "link", "firmware"]))
+def test_two_faults_even_during_recovery_kill_exactly_their_dependents(case, gap, node, kind):
+    data, memory = case
+    first = data["faults"]["scheduled"][0]
+    second = {"type": kind, "node": node % data["machine"]["nodes"],
+              "at_s": first["at_s"] + gap}
+    data["faults"]["scheduled"].append(second)
+    cfg = SimConfig.from_dict(data)
+    oracle = Oracle(cfg.faults.data_follow_s)
+    expected: dict[int, set[int]] = {}  # fault index -> dependents when it struck
+
+    def snapshot(mon):
+        for i, rec in enumerate(mon.recovery.records):  # faults at one instant: in order
+            if i not in expected and rec.cells:
+                taken = set().union(*expected.values()) if expected else set()
+                expected[i] = oracle.dependents(set(rec.cells)) - taken
+
+    def setup(mon):
+        oracle.attach(mon)
+        if memory == "real" and getattr(mon, "memory", None) is None:
+            attach_real_memory(mon)
+        elif isinstance(memory, tuple):
+            BorrowingMemory(*memory).attach(mon)
+        elif memory == "none":
+            mon.memory = None
+        mm = mon.memory
+        if mm is not None:
+            failed = mm.on_cell_failed
+
+            def on_cell_failed(cell):
+                snapshot(mon)
+                failed(cell)
+
+            mm.on_cell_failed = on_cell_failed
+        for sf in cfg.faults.scheduled:
+            mon.loop.at(sf.at_s, snapshot, mon)
+
+    mon, m = _run(cfg, setup=setup)
+    lost = _lost(mon)
+    assert lost == set().union(*expected.values()) if expected else not lost
+    assert m["faults_contained"] == m["faults_injected"]
+    assert m["vms_lost"] == m["vms_lost_dependent"] == len(lost)
+    table = mon.extra_tables["faults"]()
+    for i, n in enumerate(table["vms_lost"]):
+        assert n == len(expected.get(i, ()))
+    if m["faults_injected"] == 2 and table["cells"][1] and gap < 0.05:
+        assert m["recovery_restarts"] == 1
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
