@@ -273,3 +273,25 @@ def test_fixed_partitions_cannot_migrate_a_running_os_so_evacuation_only_drains(
     m = mon.metrics()
     assert m["vms_migrated"] == 0 and m["vms_lost"] == 1
     assert not mon.cell_live[1]
+
+
+def test_a_move_to_a_cell_that_starts_evacuating_is_aborted_and_redone_elsewhere():
+    cfg = _evacuation(True)
+    cfg.faults.scheduled = []
+    mon = build(cfg)
+    migrator = mon.recovery.migrator
+
+    def evacuate_the_destination():
+        (dest,) = next(iter(migrator.in_flight.values()))
+        mon.loop.at(1.0, migrator.evacuate, dest)
+        seen["dest"] = dest
+
+    seen = {}
+    mon.loop.at(0.6, evacuate_the_destination)
+    mon.loop.run(until=cfg.sim.duration_s)
+    m = mon.metrics()
+    assert m["vm_migrations_aborted"] == 1 and m["vms_migrated"] >= 2
+    assert m["vms_lost"] == 0 and m["vms_completed"] == 4
+    assert not mon.cell_live[1] and not mon.cell_live[seen["dest"]]
+    for vm in mon.vms:  # nothing depends on the evacuated cells any more
+        assert mon.recovery.dependency(vm, [1, seen["dest"]]) is None

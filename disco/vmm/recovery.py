@@ -494,6 +494,7 @@ class Recovery:
             "work_lost_cpu_s": self.work_lost,
             "vms_restarted": self.vms_restarted,
             "vms_migrated": self.migrator.completed,
+            "vm_migrations_aborted": self.migrator.aborted,
             "cells_failed": sum(1 for s in self.cell_state if s == FAILED),
             # Arrivals that found too few live cells and no repair due: never ran.
             "vms_unplaceable": sum(1 for vm in self.mon.vms

@@ -38,7 +38,10 @@ class VMMigrator:
         self.io_state_mb = f.io_state_mb
         self.switch_s = f.migration_switch_ms * 1e-3
         self.in_flight: dict[int, tuple[int, ...]] = {}  # VM id -> destination cells
+        # VM id -> its monitor-data entries for those cells before the copy (None: absent)
+        self._saved: dict[int, dict[int, float | None]] = {}
         self.completed = 0
+        self.aborted = 0
 
     def copy_time(self, vm: VM) -> float:
         return (vm.memory_mb + self.io_state_mb) / self.bandwidth
@@ -55,6 +58,7 @@ class VMMigrator:
         cells = tuple(cells)
         self.in_flight[vm.id] = cells
         data = self.recovery.data.setdefault(vm.id, {})
+        self._saved[vm.id] = {c: data.get(c) for c in cells}
         for c in cells:  # the copy lands there: the VM depends on them from now on
             data[c] = float("inf")
         mon.loop.schedule(self.copy_time(vm), self._switch, vm)
@@ -79,7 +83,11 @@ class VMMigrator:
             rec.after_resume.append((self._switch, (vm,)))
             return
         cells = self.in_flight.pop(vm.id)
-        if vm.status != "running" or not all(self.mon.cell_live[c] for c in cells):
+        saved = self._saved.pop(vm.id)
+        if vm.status != "running":
+            return
+        if not all(self.mon.cell_live[c] for c in cells):
+            self._abort(vm, saved)
             return
         mon = self.mon
         gang = mon.gang
@@ -103,6 +111,7 @@ class VMMigrator:
         if len(targets) < len(movers):
             for cpu in freed:
                 gang.kick(cpu)
+            self._abort(vm, saved)
             return
         old_cells = vm.home_cells
         cost = mon.migrator.cost
@@ -130,6 +139,17 @@ class VMMigrator:
         for v in movers:
             if v.state == RUNNABLE:
                 gang.ensure_slice_on(mon.cpus[v.cpu])
+
+    def _abort(self, vm: VM, saved: dict[int, float | None]) -> None:
+        """The move cannot finish (a destination went away): the partial copy is dropped, so
+        the VM no longer depends on the destination cells through it."""
+        data = self.recovery.data.setdefault(vm.id, {})
+        for c, old in saved.items():
+            if old is None:
+                data.pop(c, None)
+            else:
+                data[c] = old
+        self.aborted += 1
 
     # -- evacuation ----------------------------------------------------------------------
     def evacuate(self, cell: int, passes: int = _EVACUATION_PASSES) -> None:
