@@ -234,6 +234,7 @@ class EvacuateCell:
 
     cell: int = 0
     at_s: float = 1.0
+    return_s: float | None = None  # back in service this long after going offline; null: never
 
 
 @dataclass(slots=True)
@@ -502,6 +503,8 @@ def _check_faults(cfg: SimConfig) -> None:
         if not 0 <= ev.cell < cells:
             raise ConfigError(f"{key}.cell", ev.cell, f"no such cell: the machine has {cells}")
         _non_negative(f"{key}.at_s", ev.at_s)
+        if ev.return_s is not None:
+            _non_negative(f"{key}.return_s", ev.return_s)
 
 
 def _check_cells(m: MachineConfig, c: CellsConfig) -> None:

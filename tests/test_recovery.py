@@ -295,3 +295,17 @@ def test_a_move_to_a_cell_that_starts_evacuating_is_aborted_and_redone_elsewhere
     assert not mon.cell_live[1] and not mon.cell_live[seen["dest"]]
     for vm in mon.vms:  # nothing depends on the evacuated cells any more
         assert mon.recovery.dependency(vm, [1, seen["dest"]]) is None
+
+
+def test_an_evacuated_cell_returns_to_service_after_its_replacement():
+    cfg = _evacuation(True)
+    cfg.faults.scheduled = []
+    cfg.faults.evacuate[0].return_s = 1.0
+    cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], count=4, arrival_s=6.0))
+    mon = build(cfg)
+    offline_at = {}
+    mon.loop.at(2.5, lambda: offline_at.update(live=mon.cell_live[1]))
+    mon.loop.run(until=cfg.sim.duration_s)
+    assert offline_at["live"] is False
+    assert all(mon.cell_live) and all(cpu.online for cpu in mon.cpus)
+    assert any(1 in vm.home_cells for vm in mon.vms if vm.arrival_s >= 6.0)

@@ -112,8 +112,12 @@ class Recovery:
         self.migrator = VMMigrator(mon, self)
         layout = mon.cfg.layout_nodes_per_cell
         self.injector = FaultInjector(m, f, mon.loop, mon.streams, self.on_fault, layout)
+        self.returns: dict[int, float] = {}  # evacuated cell -> back in service after this
         for ev in f.evacuate:  # a cell of the configured layout: the machine cell of its nodes
-            mon.loop.at(ev.at_s, self.migrator.evacuate, m.cell_of_node(ev.cell * layout))
+            cell = m.cell_of_node(ev.cell * layout)
+            if ev.return_s is not None:
+                self.returns[cell] = ev.return_s
+            mon.loop.at(ev.at_s, self.migrator.evacuate, cell)
         self.after_resume: list[tuple] = []  # (callback, args) deferred while paused
         self.repairs_due = 0  # failed cells with a repair scheduled
         self.waiting: list[tuple[VM, int | None]] = []  # arrivals waiting for a repaired cell
@@ -323,6 +327,10 @@ class Recovery:
             self._stop_cpu(cpu)
             cpu.online = False
             mon.tree.set_online(i, False)
+        back = self.returns.pop(cell, None)
+        if back is not None:  # the replacement is in: the cell returns to service, empty
+            self.repairs_due += 1
+            mon.loop.schedule(back, self._repair, cell)
 
     def defer_arrival(self, vm: VM, home_cell: int | None) -> bool:
         """Placement found too few live cells: hold the VM until a repair, if one is due."""
@@ -332,11 +340,11 @@ class Recovery:
         return True
 
     def _repair(self, cell: int) -> None:
-        """A failed cell comes back (replaced or rebooted): empty, live, its CPUs online;
-        VMs that found no room meanwhile try again, in arrival order."""
+        """A failed or evacuated cell comes back (replaced or rebooted): empty, live, its CPUs
+        online; VMs that found no room meanwhile try again, in arrival order."""
         mon = self.mon
         self.repairs_due -= 1
-        if self.cell_state[cell] != FAILED:
+        if self.cell_state[cell] not in (FAILED, EVACUATED):
             return
         self.cell_state[cell] = LIVE
         mon.cell_live[cell] = True
