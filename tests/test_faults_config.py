@@ -54,6 +54,10 @@ def test_unknown_kill_policy_negative_time_and_bad_evacuation_are_rejected():
         _cfg({"evacuate": [{"cell": 9, "at_s": 1.0}]})
     with pytest.raises(ConfigError, match="faults.scan_mb_per_s"):
         _cfg({"scan_mb_per_s": 0})
+    with pytest.raises(ConfigError, match=r"faults.evacuate\[0\].return_s"):
+        _cfg({"evacuate": [{"cell": 1, "at_s": 1.0, "return_s": -2.0}]})
+    with pytest.raises(ConfigError, match=r"faults.evacuate\[0\].cel="):
+        _cfg({"evacuate": [{"cel": 1}]})  # a typo is an unknown key
 
 
 def test_validation_runs_before_the_clock_starts():

@@ -11,7 +11,8 @@ so the memory can follow.
 
 ``evacuate(cell)`` is the planned hot replacement: the cell takes no new VMs, every VM that
 depends on it migrates off, and once none does the cell's CPUs go offline. A fault on the
-cell afterwards loses no VM. Without a monitor (``fixed_partition``) nothing can move: the
+cell afterwards loses no VM; with ``return_s`` the replaced cell comes back into service,
+empty, that long after going offline. Without a monitor (``fixed_partition``) nothing can move: the
 partition only drains, going offline once its jobs have finished (if they do within the
 re-checks).
 """
