@@ -116,6 +116,31 @@ def machines_and_mixes(draw):
     }, memory
 
 
+def _setup(oracle, memory, snapshot):
+    """Attach the oracle and the memory variant; the oracle looks just before the failed cell's
+    memory is dropped."""
+
+    def setup(mon):
+        oracle.attach(mon)
+        if memory == "real" and getattr(mon, "memory", None) is None:
+            attach_real_memory(mon)
+        elif isinstance(memory, tuple):
+            BorrowingMemory(*memory).attach(mon)
+        elif memory == "none":
+            mon.memory = None
+        mm = mon.memory
+        if mm is not None:
+            failed = mm.on_cell_failed
+
+            def on_cell_failed(cell):
+                snapshot(mon)
+                failed(cell)
+
+            mm.on_cell_failed = on_cell_failed
+
+    return setup
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
 def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
@@ -131,24 +156,7 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
             seen["cells"] = set(rec.cells)
             seen["dependent"] = oracle.dependents(set(rec.cells))
 
-    def setup(mon):
-        oracle.attach(mon)
-        if memory == "real" and getattr(mon, "memory", None) is None:
-            attach_real_memory(mon)
-        elif isinstance(memory, tuple):
-            BorrowingMemory(*memory).attach(mon)
-        elif memory == "none":
-            mon.memory = None
-        mm = mon.memory
-        if mm is not None:  # the oracle looks just before the failed cell's memory is dropped
-            failed = mm.on_cell_failed
-
-            def on_cell_failed(cell):
-                snapshot(mon)
-                failed(cell)
-
-            mm.on_cell_failed = on_cell_failed
-
+    setup = _setup(oracle, memory, snapshot)
     mon, m = _run(cfg, setup=setup, probe_at=fault.at_s, probe=snapshot)
     lost = _lost(mon)
     if not seen:  # every VM finished before the fault: the run ended first
@@ -184,23 +192,10 @@ def test_two_faults_even_during_recovery_kill_exactly_their_dependents(case, gap
                 taken = set().union(*expected.values()) if expected else set()
                 expected[i] = oracle.dependents(set(rec.cells)) - taken
 
+    attach = _setup(oracle, memory, snapshot)
+
     def setup(mon):
-        oracle.attach(mon)
-        if memory == "real" and getattr(mon, "memory", None) is None:
-            attach_real_memory(mon)
-        elif isinstance(memory, tuple):
-            BorrowingMemory(*memory).attach(mon)
-        elif memory == "none":
-            mon.memory = None
-        mm = mon.memory
-        if mm is not None:
-            failed = mm.on_cell_failed
-
-            def on_cell_failed(cell):
-                snapshot(mon)
-                failed(cell)
-
-            mm.on_cell_failed = on_cell_failed
+        attach(mon)
         for sf in cfg.faults.scheduled:
             mon.loop.at(sf.at_s, snapshot, mon)
 

@@ -45,7 +45,9 @@ def test_bad_memory_config_names_key_and_value(data, key, value):
 
 
 def test_a_vm_larger_than_the_machine_is_fine_when_paging_is_on():
-    SimConfig.from_dict({"workload": {"vms": [{"workload": "database", "memory_mb": 9000}]}})
+    cfg = SimConfig.from_dict({"workload": {"vms": [{"workload": "database",
+                                                     "memory_mb": 9000}]}})
+    assert cfg.workload.vms[0].memory_mb > cfg.machine.nodes * cfg.machine.memory_per_node_mb
 
 
 def test_bad_memory_config_fails_before_the_clock_starts():
