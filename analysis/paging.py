@@ -1,0 +1,74 @@
+"""Paging (PAPER.md, Results: paging; conf/experiment/paging).
+
+Memory overcommitted by shrinking the machine's memory under the Database-heavy mix; each
+paging optimisation of Cellular Disco on or off: never write freed pages (``skip_freed``),
+write a shared page once (``shared_once``), turn guest page-outs of paged-out memory into
+remappings (``virtual_disk``). Panels: disk writes and VM run time against the overcommit
+ratio (VM memory / machine memory). The paper gives no numbers.
+
+    python analysis/paging.py results/paging
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+import seaborn as sns
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures as F  # noqa: E402
+
+STUDY = "paging"
+SWITCHES = {"policy.paging_skip_freed": "skip_freed", "policy.paging_shared_once": "shared_once",
+            "policy.paging_virtual_disk": "virtual_disk"}
+ALL_ON, ALL_OFF = "all on", "all off"
+
+
+def label(df: pl.DataFrame) -> pl.DataFrame:
+    """A ``setting`` column naming which optimisations are on."""
+    for col in SWITCHES:
+        if col not in df.columns:
+            df = df.with_columns(pl.lit(True).alias(col))
+
+    def name(row: dict) -> str:
+        on = [short for col, short in SWITCHES.items() if row[col]]
+        return ALL_ON if len(on) == len(SWITCHES) else ALL_OFF if not on else "+".join(on)
+
+    return df.with_columns(pl.struct(list(SWITCHES)).map_elements(name, return_dtype=pl.Utf8)
+                           .alias("setting"))
+
+
+def make(study: Path, out: Path | None = None) -> F.Finding:
+    df = label(F.read_runs(study))
+    fig, (a, b) = F.subplots(2, width=5.5)
+    if df.height:
+        pdf = df.sort("setting").to_pandas()
+        kw = dict(x="memory_overcommit_ratio", hue="setting", marker="o", errorbar=F.CI)
+        sns.lineplot(data=pdf, y="disk_writes", ax=a, **kw)
+        sns.lineplot(data=pdf, y="vm_runtime_mean_s", ax=b, legend=False, **kw)
+    a.set(xlabel="memory overcommit (VM memory / machine memory)",
+          ylabel="paging disk writes (requests)", title="disk writes")
+    b.set(xlabel="memory overcommit (VM memory / machine memory)",
+          ylabel="mean VM run time (s)", title="run time")
+    fig.suptitle("Paging under memory overcommit, each optimisation on/off (mean, 95 % CI)")
+    paths = F.save(fig, F.out_dir_for(study, out), STUDY)
+
+    top = df.filter(pl.col("memory_overcommit_ratio") == df["memory_overcommit_ratio"].max()) \
+        if df.height else df
+    w = {s: top.filter(pl.col("setting") == s)["disk_writes"].mean() for s in (ALL_ON, ALL_OFF)}
+    lo = (df.filter(pl.col("memory_overcommit_ratio") < 1)["disk_writes"].mean()
+          if df.height else None)
+    ratio = top["memory_overcommit_ratio"].max() if top.height else None
+    agrees = None  # the paper reports no paging numbers; the line states the measured shape
+    return F.Finding(
+        figure=STUDY, title="Paging", paths=paths, paper="no numbers reported",
+        measured=(f"at overcommit {F.fmt(ratio, '.2f')}: {F.fmt(w[ALL_ON], '.0f')} disk writes "
+                  f"with every optimisation on vs {F.fmt(w[ALL_OFF], '.0f')} with all off; "
+                  f"{F.fmt(lo, '.0f')} writes without overcommit"),
+        agrees=agrees, criterion="nothing to compare with")
+
+
+if __name__ == "__main__":
+    F.main(make, STUDY, doc=__doc__)
