@@ -16,7 +16,7 @@ test: setup
 	$(PY) -m pytest
 
 run: setup
-	$(PY) experiments/reproduce.py
+	$(PY) experiments/reproduce.py --size small
 
 lint: setup
 	$(VENV)/bin/ruff check .

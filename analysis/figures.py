@@ -48,7 +48,7 @@ class Finding:
 
     @property
     def verdict(self) -> str:
-        return {True: "agrees", False: "differs", None: "no paper number"}[self.agrees]
+        return {True: "agrees", False: "differs", None: "n/a"}[self.agrees]
 
 
 def study_dir(results_dir: Path, study: str) -> Path:

@@ -1,33 +1,98 @@
-"""``make run``: a small real study on a local Ray, then its figure.
+"""``make run``: run the paper's studies, then draw every figure and build the report.
 
-Runs ``disco -m +experiment=smoke_balance`` (2 balancer settings x 3 replicates of 10 simulated
-seconds on the shifting mix; conf/experiment/smoke_balance.yaml), then plots CPU utilization by
-policy with analysis/plot_metric.py. Extra arguments are passed to disco as overrides, e.g.
-``python experiments/reproduce.py results_dir=/tmp/r``.
+    python experiments/reproduce.py [study ...] [--size small|full] [override ...]
+
+Studies (default: all, in PAPER.md's order): overhead, containment_overhead, cpu_balance,
+memory_borrowing, paging, recovery, containment, vs_partitioning, plus smoke_balance (the
+framework's smoke study and its figure). Each is ``conf/experiment/<study>.yaml`` (small) or
+``<study>_full.yaml`` (full); runs already complete are skipped by the framework. Small sweeps
+run serially in this process (their runs take milliseconds, less than a Ray start); full sweeps
+use the framework's default, a private local Ray per sweep. Any ``key=value`` argument is a
+Hydra override passed to every sweep, e.g. ``results_dir=/tmp/r`` or ``sweep.serial=false``.
+
+Then ``analysis/<study>.py`` draws each figure and ``analysis/report.py`` writes
+``<results_dir>/report/index.md`` and ``index.html``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "analysis"))
 
+SMOKE = "smoke_balance"
+
+
+def studies() -> list[str]:
+    from report import STUDIES
+
+    return [*STUDIES, SMOKE]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("items", nargs="*", metavar="study|override",
+                   help=f"studies ({', '.join(studies())}) and key=value overrides")
+    p.add_argument("--size", choices=("small", "full"), default="small")
+    a = p.parse_args(argv)
+    a.overrides = [x for x in a.items if "=" in x]
+    a.studies = [x for x in a.items if "=" not in x] or studies()
+    unknown = sorted(set(a.studies) - set(studies()))
+    if unknown:
+        p.error(f"unknown study {', '.join(unknown)}; known: {', '.join(studies())}")
+    return a
+
+
+def run_study(study: str, size: str, overrides: list[str]):
+    """Plan and run one study's sweep; returns (plan, outcome) or None on a config error."""
+    from disco.config import ConfigError
+    from disco.framework.plan import PlanError, make_plan
+    from disco.framework.sweep import run_sweep
+
+    experiment = study if size == "small" or study == SMOKE else f"{study}_full"
+    default = ["sweep.serial=true"] if size == "small" else []
+    args = [f"+experiment={experiment}", *default, *overrides]
+    try:
+        plan = make_plan(args, argv=["reproduce.py", *args])
+    except (ConfigError, PlanError) as e:
+        print(f"{study}: error: {e}", file=sys.stderr)
+        return None
+    return plan, run_sweep(plan, argv=["reproduce.py", *args])
+
 
 def main(argv: list[str]) -> int:
     from plot_metric import plot
+    from report import build
 
-    from disco.cli import main as disco
-    from disco.framework.plan import make_plan
-
-    overrides = ["+experiment=smoke_balance", *argv]
-    rc = disco(["-m", *overrides])
-    if rc == 2:
-        return rc
-    runs = make_plan(overrides).study_dir / "runs.parquet"
-    print(f"runs: {runs}")
-    print(f"figure: {plot(runs, 'cpu_utilization', by='policy')}")
+    a = parse(argv)
+    t0 = time.perf_counter()
+    rc, results_dir = 0, None
+    for study in a.studies:
+        done = run_study(study, a.size, a.overrides)
+        if done is None:
+            return 2
+        plan, outcome = done
+        results_dir = plan.results_dir
+        print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
+              f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
+        if outcome.failed:
+            rc = 1
+        if study == SMOKE and outcome.runs_path:
+            print(f"figure: {plot(outcome.runs_path, 'cpu_utilization', by='policy')}")
+    index, sections = build(results_dir, a.size, studies=[s for s in a.studies if s != SMOKE])
+    for s in sections:
+        if s.error:
+            rc = 1
+            print(f"{s.study}: figure FAILED\n{s.error}", file=sys.stderr)
+        else:
+            for path in s.finding.paths:
+                print(f"figure: {path}")
+            print(f"  {s.finding.title}: {s.finding.verdict} - {s.finding.measured}")
+    print(f"report: {index} (and index.html) in {time.perf_counter() - t0:.1f} s")
     return rc
 
 
