@@ -80,13 +80,13 @@ def test_figure_scripts_run_from_the_command_line_on_the_results_root(results, t
 def test_compare_policies_writes_markdown_and_csv_with_the_expected_columns(results, tmp_path):
     table, paths = compare_policies.write(results / "vs_partitioning", "policy=fixed_partition",
                                           tmp_path)
-    assert table.columns == ["policy", "cells", *compare_policies.COLUMNS]
+    assert table.columns == ["policy", "faults", "cells", *compare_policies.COLUMNS]
     assert {p.suffix for p in paths} == {".md", ".csv"}
     csv = pl.read_csv(paths[1])
     assert csv.columns == table.columns and csv.height == table.height
     base = table.filter(pl.col("policy") == "fixed_partition")
     assert (base["ratio"].drop_nulls() == 1.0).all()
-    assert "| policy | cells | metric |" in paths[0].read_text()
+    assert "| policy | faults | cells | metric |" in paths[0].read_text()
 
 
 def test_report_shows_every_figure_with_a_line_per_figure(results, tmp_path):
