@@ -38,7 +38,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("items", nargs="*", metavar="study|override",
                    help=f"studies ({', '.join(studies())}) and key=value overrides")
     p.add_argument("--size", choices=("small", "full"), default="small")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)
     a.overrides = [x for x in a.items if "=" in x]
     a.studies = [x for x in a.items if "=" not in x] or studies()
     unknown = sorted(set(a.studies) - set(studies()))

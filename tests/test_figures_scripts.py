@@ -99,3 +99,18 @@ def test_report_shows_every_figure_with_a_line_per_figure(results, tmp_path):
         assert s.finding.measured in text
     assert (tmp_path / "index.html").read_text().count("<img") == len(sections)
     assert list((tmp_path / "tables").rglob("*.csv"))
+
+
+def test_reproduce_takes_studies_size_and_overrides_in_any_order():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    a = reproduce.parse(["recovery", "--size", "full", "results_dir=/x", "overhead"])
+    assert (a.studies, a.size, a.overrides) == (["recovery", "overhead"], "full",
+                                                ["results_dir=/x"])
+    assert reproduce.parse([]).studies == [*report.STUDIES, "smoke_balance"]
+    with pytest.raises(SystemExit):
+        reproduce.parse(["no_such_study"])
