@@ -100,6 +100,9 @@ BAD = [
     (["+faults.rate=1"], "faults.rate"),  # no faults section in the simulator yet
     (["policy.periodic_period_ms=50,100"], "-m"),  # a sweep without --multirun
     (["-m", "policy.periodic_period_ms=50,-5"], "policy.periodic_period_ms"),
+    (["-m", "+experiment=recovery", "size=huge"], "size='huge'"),
+    (["-m", "size=full"], "+experiment"),  # a size without a study
+    (["-m", "+experiment=smoke", "size=full"], "smoke_full"),  # a study with no full size
 ]
 
 
@@ -111,6 +114,15 @@ def test_bad_override_exits_2_naming_the_key_and_writes_nothing(tmp_path, capsys
     err = capsys.readouterr().err
     assert names in err
     assert not results.exists()
+
+
+def test_size_full_selects_the_studys_full_file_and_small_the_study_itself():
+    full = make_plan(["size=full", "+experiment=recovery"])
+    assert full.study == "recovery_full"
+    assert make_plan(["+experiment=recovery_full"]).runs == full.runs
+    small = make_plan(["+experiment=recovery", "size=small"])
+    assert small.study == "recovery" and small.runs == make_plan(["+experiment=recovery"]).runs
+    assert compose(["+experiment=paging", "size=full"]) == compose(["+experiment=paging_full"])
 
 
 def test_cli_subprocess_exit_code_2_on_cross_field_error(tmp_path):

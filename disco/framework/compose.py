@@ -85,6 +85,47 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return data
 
 
+SIZES = ("small", "full")
+
+
+def apply_size(overrides: list[str]) -> list[str]:
+    """``size=full +experiment=X`` -> ``+experiment=X_full``; ``size=small`` is the study itself.
+
+    Each study's full size is its own file (``conf/experiment/<study>_full.yaml``, results in
+    ``results/<study>_full/``). Hydra's defaults list cannot pick it from another selection made
+    on the command line (``${size}`` only resolves against earlier choices of the same config), so
+    the driver maps ``size`` to the file name before composing. A bad size, a ``size`` without a
+    study, or a study without a full size is an error naming ``size``.
+    """
+    from disco.config import ConfigError
+
+    sizes = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "size" and "=" in o]
+    if not sizes:
+        return list(overrides)
+    size = sizes[-1].split("=", 1)[1]
+    if size not in SIZES:
+        raise ConfigError("size", size, f"expected one of {', '.join(SIZES)}")
+    out = [o for o in overrides if o not in sizes]
+    studies = [i for i, o in enumerate(out) if o.lstrip("+").split("=", 1)[0] == "experiment"]
+    if not studies:
+        raise ConfigError("size", size, "sizes belong to studies: add +experiment=<name>")
+    if size == "small":
+        return out
+    known = {p.stem for p in (conf_dir() / "experiment").glob("*.yaml")}
+    for i in studies:
+        head, names = out[i].split("=", 1)
+        full = []
+        for name in names.split(","):
+            name = name.strip()
+            target = name if name.endswith("_full") else f"{name}_full"
+            if target not in known:
+                raise ConfigError("size", size, f"study '{name}' has no full size "
+                                  f"(no conf/experiment/{target}.yaml)")
+            full.append(target)
+        out[i] = f"{head}={','.join(full)}"
+    return out
+
+
 def compose_sim_config(overrides: list[str]) -> SimConfig:
     """``disco.config.compose``: one validated SimConfig from ``conf/`` and Hydra overrides.
 
@@ -93,5 +134,5 @@ def compose_sim_config(overrides: list[str]) -> SimConfig:
     """
     from disco.config import SimConfig
 
-    sim, _ = schema.split_framework(to_container(compose_dictconfig(overrides)))
+    sim, _ = schema.split_framework(to_container(compose_dictconfig(apply_size(overrides))))
     return SimConfig.from_dict(sim)

@@ -187,7 +187,7 @@ def expand_jobs(overrides: list[str], multirun: bool,
     """Command line + the study's ``sweep.params`` -> jobs: (group overrides, value overrides)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    overrides = _expand_globs(overrides, composer)
+    overrides = _compose.apply_size(_expand_globs(overrides, composer))
     parsed = composer.parse(overrides)
     if not multirun:
         for ov in parsed:
