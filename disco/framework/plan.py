@@ -280,6 +280,8 @@ def make_plan(overrides: list[str], multirun: bool = True,
                 columns[key] = _column_value(value) if kind == "set" else None
         sim, fw = schema.split_framework(data)
         cfg = SimConfig.from_dict(sim)
+        if "machine" in columns:  # another group may set the machine (workload=solo_1cpu)
+            columns["machine"] = cfg.machine.name
         if plan is None:
             results_dir = Path(fw["results_dir"]).expanduser().resolve()
             plan = Plan(study=str(fw["study"]), results_dir=results_dir, sweep=fw["sweep"],
