@@ -50,6 +50,9 @@ running VCPUs.
 
 **Paging costs time** by stalling: a VCPU that needs a frame being written out, or touches a
 paged-out chunk, holds its CPU until the disk finishes (debt, charged as monitor overhead).
+Waits overlap: a VCPU already waiting for the disk until ``u`` that waits again until ``t``
+is charged ``t - max(now, u)`` more, not ``t - now`` (``disk_wait``); ``paging_stall_s`` sums
+those charges.
 
 **Slowdown** (per-VM column): run time over the same VM alone on an idle machine, computed
 analytically: ``work_s / (base_rate * f_alone)`` plus the expected guest I/O and idle waits,
@@ -179,6 +182,7 @@ class MemoryManager:
         self.counters = {"chunk_migrations": 0, "chunk_replications": 0}
         self.alloc_failures = 0
         self.stall_s = 0.0
+        self.io_until: dict[tuple[int, int], float] = {}  # (VM id, VCPU index) -> disk wait end
         self.running_mb = 0
         self.peak_running_mb = 0
         self.remote_w = 0.0
@@ -386,6 +390,19 @@ class MemoryManager:
         else:
             v.debt += seconds
 
+    def disk_wait(self, v: VCPU, until: float) -> None:
+        """``v`` holds its CPU until the disk finishes at ``until``. Waits overlap: a VCPU
+        already waiting for an I/O ending at ``u`` is charged only ``until - max(now, u)``
+        more, so several requests queued on one disk cost it the wait for the last one,
+        not the sum of their waits (``paging_stall_s`` counts the same)."""
+        now = self.mon.loop.now
+        key = (v.vm.id, v.index)
+        start = max(now, self.io_until.get(key, now))
+        if until > start:
+            self.io_until[key] = until
+            self.stall_s += until - start
+            self.charge(v, until - start)
+
     def touch(self, r: VMMemory, j: int) -> bool:
         """First touch (or reuse after a drop) of private chunk ``j``."""
         v = self.toucher(r)
@@ -409,8 +426,7 @@ class MemoryManager:
         self.map_private(r, j, f)
         r.ref[j] = 1
         if v is not None:
-            self.stall_s += until - self.mon.loop.now
-            self.charge(v, until - self.mon.loop.now)
+            self.disk_wait(v, until)
         return True
 
     def _shared_in(self, r: VMMemory, reg: SharedRegion, i: int) -> bool:
@@ -424,8 +440,7 @@ class MemoryManager:
             self.pager.pages_in += 1
             reg.on_disk -= 1
             if v is not None:
-                self.stall_s += until - self.mon.loop.now
-                self.charge(v, until - self.mon.loop.now)
+                self.disk_wait(v, until)
         self.map_shared(reg, i, f)
         return True
 
@@ -637,6 +652,7 @@ class MemoryManager:
                     if self.pager.skip_freed:  # the monitor learns the data is dead: drop it
                         r.state[j] = EMPTY
                         r.on_disk -= 1
+                        self.pager.avoided_free_reads += 1  # its reuse reads nothing back
                     r.freed.append(j)  # reused later: zero-filled, or read back if kept
             # Reuse: the guest reallocates what it freed about FREE_LAG_S ago.
             keep = int(p.free_per_s * FREE_LAG_S * r.used)
@@ -926,6 +942,7 @@ class MemoryManager:
             "disk_writes_avoided_free": pg.avoided_free,
             "disk_writes_avoided_shared": pg.avoided_shared,
             "disk_writes_avoided_double": pg.avoided_double,
+            "disk_reads_avoided_free": pg.avoided_free_reads,
             "memory_overcommit_ratio": self.peak_running_mb / machine_mb,
             "disk_writes": self.disks.writes,
             "disk_reads": self.disks.reads,

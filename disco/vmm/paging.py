@@ -9,14 +9,17 @@ resident-set sizes are *trimmed* toward the shares.
 
 Victims inside a VM: second-chance FIFO over its resident set. Chunks enter the FIFO when they
 become resident; a chunk in the VM's hot working set, or touched since it was last passed over,
-is referenced: it is moved to the back instead of evicted (its reference bit cleared). Only when
-a whole pass finds no unreferenced chunk are referenced ones evicted in FIFO order.
+is referenced: it is passed over (its reference bit cleared). When a whole pass has not freed
+enough, the chunks passed over for their reference bit alone go next (their second chance is
+used up), oldest first, and only then chunks of the hot working set, oldest first; what is
+left moves to the back of the FIFO.
 
 The paper's three optimisations, each switchable and counted:
 
 - ``paging_skip_freed``: a chunk the guest has freed is dropped, never written
   (``disk_writes_avoided_free``); without it the write happens, and the guest's reuse of the
-  chunk later reads it back.
+  chunk later reads it back. A chunk already on disk when the guest frees it is dropped too,
+  so its reuse reads nothing (``disk_reads_avoided_free``).
 - ``paging_shared_once``: a chunk shared by several VMs is written once with its sharing
   information (``disk_writes_avoided_shared`` counts the sharers' writes saved); without it,
   once per sharer.
@@ -25,7 +28,17 @@ The paper's three optimisations, each switchable and counted:
   it the chunk is read back and written again (double paging). See ``MemoryManager._guest_page``.
 
 Writes and reads go through the disk model (``disk.py``); the VCPU that needed the frame, or
-touched the paged-out chunk, waits for the disk (see ``memory.py``).
+touched the paged-out chunk, waits for the disk (see ``memory.py``; waits for requests queued
+on one disk overlap, ``MemoryManager.disk_wait``).
+
+**Totals are not monotone in the switches.** Each optimisation only removes I/O where it acts:
+the same eviction costs fewer requests (``tests/test_paging.py`` checks the runs with it on and
+off issue the same I/O until it first acts). From then on they are different simulations: a
+shorter disk queue lets a VM whose paging disk was backed up grow and fault again sooner
+(``MemoryManager.tick``), stalls change which VCPUs run and touch memory, and under heavy
+overcommit (working sets larger than the machine) small timing changes decide, e.g., whether a
+VM finishes before its working set has to be paged back in. So on one seed a run with an
+optimisation on can write more than the same seed with it off; compare means over replicates.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ class Pager:
         self.pages_out = 0
         self.pages_in = 0
         self.avoided_free = 0
+        self.avoided_free_reads = 0
         self.avoided_shared = 0
         self.avoided_double = 0
         # The most free memory any other live cell had when paging began (tests: every cell
@@ -126,16 +140,24 @@ class Pager:
                 continue
             done_at = max(done_at, self._evict_one(r, e, f))
             count += 1
-        # Nothing unreferenced left: evict passed-over chunks, oldest first.
-        k = 0
-        while count < need and k < len(passed):
-            e = passed[k]
-            k += 1
-            f = self._frame_of(r, e)
-            if f >= 0:
+        # The pass is over: chunks passed over only for their reference bit (now cleared)
+        # have had their second chance and go next, oldest first; the hot working set last.
+        for hot_too in (False, True):
+            kept: list[int] = []
+            for e in passed:
+                if count >= need:
+                    kept.append(e)
+                    continue
+                f = self._frame_of(r, e)
+                if f < 0:
+                    continue
+                if not hot_too and self._referenced(r, e, hot_lo):
+                    kept.append(e)
+                    continue
                 done_at = max(done_at, self._evict_one(r, e, f))
                 count += 1
-        fifo.extend(passed[k:])
+            passed = kept
+        fifo.extend(passed)
         return count, done_at
 
     def _frame_of(self, r: VMMemory, e: int) -> int:
@@ -189,9 +211,7 @@ class Pager:
     def wait(self, r: VMMemory, until: float) -> None:
         """The VM's touching VCPU stalls on its CPU until ``until`` (disk I/O)."""
         mm = self.mm
-        wait = until - mm.mon.loop.now
-        if wait > 0.0:
+        if until > mm.mon.loop.now:
             v = mm.toucher(r)
             if v is not None:
-                mm.stall_s += wait
-                mm.charge(v, wait)
+                mm.disk_wait(v, until)
