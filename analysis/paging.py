@@ -1,11 +1,13 @@
 """Paging (PAPER.md, Results: paging; conf/experiment/paging).
 
-Memory overcommitted by shrinking the machine's memory under the Database-heavy mix; each
-paging optimisation of Cellular Disco on or off: never write freed pages (``skip_freed``),
+Memory overcommitted by shrinking the machine's memory under a Database-heavy mix (16 small
+Database VMs, two per cell sharing their guest kernel, and two Web servers); each paging
+optimisation of Cellular Disco on or off: never write freed pages (``skip_freed``),
 write a shared page once (``shared_once``), turn guest page-outs of paged-out memory into
 remappings (``virtual_disk``). Panels: disk writes and VM run time against the overcommit
 ratio (VM memory / machine memory), and the disk writes each optimisation avoided. The paper
-gives no numbers.
+gives no numbers. One run with an optimisation on can write more than the same seed with it
+off (a shorter disk queue changes what runs next: disco/vmm/paging.py); read the means.
 
     python analysis/paging.py results/paging
 """
