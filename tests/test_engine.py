@@ -1,3 +1,6 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
 from disco.engine import EventLoop, RandomStreams
 
 
@@ -75,3 +78,59 @@ def test_a_stopped_run_resumes_with_the_remaining_events():
     assert seen == [1, 2] and loop.now == 5.0
     loop.run(until=10.0)
     assert seen == [1, 2, 9] and loop.events == 3
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.0, 0.5, 1.0]), st.booleans(),
+                          st.booleans()), max_size=40))
+def test_soon_runs_in_the_same_order_as_a_zero_delay_schedule(plan):
+    """Zero-delay events, in the FIFO or the heap, interleave with timed ones exactly as the
+    heap alone would order them; cancelling works in both."""
+    def trace(use_soon: bool) -> list:
+        loop = EventLoop()
+        seen: list = []
+
+        def fire(i: int, delay: float, cancel_next: bool) -> None:
+            seen.append((loop.now, i))
+            if i + 1 < len(plan):
+                d, _, c = plan[i + 1]
+                if d == 0.0 and use_soon:
+                    handle = loop.soon(fire, i + 1, d, c)
+                else:
+                    handle = loop.schedule(d, fire, i + 1, d, c)
+                loop.schedule(0.25, seen.append, ("timer", i))
+                if cancel_next:
+                    loop.cancel(handle)
+
+        for i, (d, _, c) in enumerate(plan):
+            if d == 0.0 and use_soon:
+                loop.soon(fire, i, d, c)
+            else:
+                loop.schedule(d, fire, i, d, c)
+        loop.run(until=3.0)
+        return seen + [loop.events, loop.pending]
+
+    assert trace(use_soon=True) == trace(use_soon=False)
+
+
+def test_soon_events_respect_stop_and_the_end_of_the_run():
+    loop = EventLoop()
+    seen = []
+    loop.schedule(1.0, lambda: (loop.soon(seen.append, "after stop"), loop.stop()))
+    loop.run(until=5.0)
+    assert seen == [] and loop.pending == 1
+    loop.run(until=5.0)
+    assert seen == ["after stop"]
+    loop.soon(seen.append, "at the end")
+    loop.run(until=5.0)  # due exactly at ``until``: runs before the end sentinel
+    assert seen == ["after stop", "at the end"] and loop.now == 5.0
+
+
+def test_compaction_drops_cancelled_soon_events():
+    loop = EventLoop()
+    seen = []
+    handles = [loop.soon(seen.append, i) for i in range(200)]
+    for h in handles[:150]:
+        loop.cancel(h)
+    assert loop.pending == 50
+    loop.run(until=1.0)
+    assert seen == list(range(150, 200))

@@ -49,7 +49,7 @@ class GangScheduler:
         """Ask a free CPU to choose what to run (once, at the current time)."""
         if cpu.current is None and not cpu.kick_pending and cpu.online:
             cpu.kick_pending = True
-            self.loop.schedule(0.0, self.reschedule, cpu)
+            self.loop.soon(self.reschedule, cpu)
 
     def reschedule(self, cpu: CPU) -> None:
         cpu.kick_pending = False
