@@ -1,9 +1,13 @@
 """The periodic balancer's load tree (PAPER.md, CPU management).
 
 A binary tree over the CPUs in machine order, so subtrees line up with nodes and cells. Each
-tree node holds the load (non-idle VCPUs) summed below it. A load change walks one leaf-to-root
-path, O(log CPUs); finding the heaviest or lightest CPU under a tree node walks down one path.
-The balancer therefore never scans all CPUs to decide a move.
+tree node holds the load (non-idle VCPUs) summed below it; finding the heaviest or lightest CPU
+under a tree node walks down one path, so the balancer never scans all CPUs to decide a move.
+
+Only the periodic balancer reads the sums, once per period, while loads change at nearly every
+event. So the hot path keeps just each CPU's own count (``CPU.load``) and the balancer rebuilds
+the sums at the start of its tick (``refresh``, O(CPUs), no more than the walk that follows),
+then patches the two CPUs of each move it makes (``set_load``, O(log CPUs)).
 """
 
 from __future__ import annotations
@@ -45,8 +49,20 @@ class LoadTree:
             self.right[node] = self._build(mid, hi, node)
         return node
 
-    def update(self, cpu: int, delta: int) -> None:
+    def refresh(self, loads: list[int]) -> None:
+        """Recompute every sum from the CPUs' loads (children before parents)."""
+        s, left, right = self.sum, self.left, self.right
+        for cpu, leaf in enumerate(self.leaf_of):
+            s[leaf] = loads[cpu]
+        for node in reversed(self.internal):
+            s[node] = s[left[node]] + s[right[node]]
+
+    def set_load(self, cpu: int, load: int) -> None:
+        """One CPU's load changed since ``refresh``: fix its leaf-to-root path."""
         node = self.leaf_of[cpu]
+        delta = load - self.sum[node]
+        if not delta:
+            return
         s, parent = self.sum, self.parent
         while node >= 0:
             s[node] += delta

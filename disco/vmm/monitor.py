@@ -218,12 +218,11 @@ class Monitor:
             vm.runnable += 1
             v.wait_since = self.loop.now
         else:
-            self.add_load(cpu, -1)
+            cpu.load -= 1
         return cpu
 
     def add_load(self, cpu: CPU, delta: int) -> None:
-        cpu.load += delta
-        self.tree.update(cpu.index, delta)
+        cpu.load += delta  # the load tree catches up at the periodic balancer's tick
 
     def _on_run_end(self, v: VCPU) -> None:
         v.event = None
@@ -252,7 +251,7 @@ class Monitor:
         cpu = self.cpus[v.cpu]
         cpu.waiting += 1
         v.vm.runnable += 1
-        self.add_load(cpu, 1)
+        cpu.load += 1
         self.gang.became_runnable(v)
 
     def _finish_vcpu(self, v: VCPU) -> None:

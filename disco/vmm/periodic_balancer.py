@@ -31,6 +31,7 @@ class PeriodicBalancer:
 
     def tick(self) -> None:
         tree = self.mon.tree
+        tree.refresh([cpu.load for cpu in self.mon.cpus])
         s, size, left, right = tree.sum, tree.size, tree.left, tree.right
         for node in tree.internal:
             a, b = left[node], right[node]
@@ -55,6 +56,8 @@ class PeriodicBalancer:
         if v is None:
             return False
         mon.migrator.migrate(v, dst)
+        tree.set_load(src.index, src.load)
+        tree.set_load(dst.index, dst.load)
         mon.counters["balancer_moves_periodic"] += 1
         mon.gang.ensure_slice_on(dst)
         return True
