@@ -57,8 +57,9 @@ class GangScheduler:
             return
         if cpu.waiting:
             if self.gang:
-                candidates = sorted((v for v in cpu.queue if v.state == RUNNABLE),
-                                    key=_gang_order)
+                candidates = [v for v in cpu.queue if v.state == RUNNABLE]
+                if len(candidates) > 1:
+                    candidates.sort(key=_gang_order)
                 for v in candidates:
                     if self.try_dispatch(v.vm, cpu):
                         return
@@ -71,21 +72,21 @@ class GangScheduler:
             balancer.steal(cpu)
 
     # -- gang dispatch ----------------------------------------------------------------
-    def can_take(self, cpu: CPU, vm: VM) -> bool:
-        """May ``vm``'s gang use ``cpu`` now (preempting its current gang if need be)?"""
-        if not cpu.online:
-            return False
-        cur = cpu.current
-        return cur is None or cur.vm.dispatched_at > vm.wait_since
-
     def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
         """Start ``vm``'s whole gang if every member's CPU can be had; ``exempt`` is choosing."""
         members = [u for u in vm.vcpus if u.state == RUNNABLE]
         if not members:
             return False
         cpus = self.cpus
+        waited = vm.wait_since
+        # A member's CPU can be had if it is up and free, or runs a gang dispatched after this
+        # VM began waiting (no preemption of the patient). Most attempts fail here.
         for u in members:
-            if not self.can_take(cpus[u.cpu], vm):
+            cpu = cpus[u.cpu]
+            if not cpu.online:
+                return False
+            cur = cpu.current
+            if cur is not None and cur.vm.dispatched_at <= waited:
                 return False
         freed: list[CPU] = []
         for u in members:
@@ -119,7 +120,8 @@ class GangScheduler:
         vm.wait_since = self.loop.now
         if kick:
             # Kicks run in the order given: the CPU with the oldest other waiter chooses first.
-            freed.sort(key=lambda cpu: _oldest_other_waiter(cpu, vm))
+            if len(freed) > 1:
+                freed.sort(key=lambda cpu: _oldest_other_waiter(cpu, vm))
             for cpu in freed:
                 self.kick(cpu)
         return freed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from disco.vmm.state import CPU, RUNNABLE, VCPU
+from disco.vmm.state import CPU, RUNNABLE, VCPU, VM
 
 if TYPE_CHECKING:
     from disco.vmm.monitor import Monitor
@@ -23,14 +23,22 @@ class IdleBalancer:
         m = mon.machine
         cpus = mon.cpus
         self.rings: list[tuple[tuple[CPU, ...], tuple[CPU, ...]]] = []
+        self.peers: list[tuple[CPU, ...]] = []  # both rings: a quick "nobody waits" exit
         for cpu in cpus:
             node = tuple(cpus[i] for i in m.node_cpus(cpu.node) if i != cpu.index)
             cell = tuple(cpus[i] for i in m.cell_cpus(cpu.cell) if cpus[i].node != cpu.node)
             self.rings.append((node, cell))
+            self.peers.append(node + cell)
 
     def steal(self, cpu: CPU) -> bool:
+        for peer in self.peers[cpu.index]:
+            if peer.waiting:
+                break
+        else:
+            return False
         gang = self.mon.gang
         gang_on = gang.gang
+        mine: set[VM] | None = None  # VMs already on ``cpu``, gathered only if needed
         for ring in self.rings[cpu.index]:
             best: VCPU | None = None
             best_key: tuple = ()
@@ -44,9 +52,11 @@ class IdleBalancer:
                                                                      w.index)
                     if best is not None and key >= best_key:
                         continue
-                    if any(u.vm is w.vm for u in cpu.queue):
+                    if mine is None:
+                        mine = {u.vm for u in cpu.queue}
+                    if w.vm in mine:
                         continue
-                    if gang_on and not self._gang_fits(w, cpu):
+                    if gang_on and not self._gang_fits(w):
                         continue
                     best, best_key = w, key
             if best is not None:
@@ -59,12 +69,18 @@ class IdleBalancer:
                 return True
         return False
 
-    def _gang_fits(self, w: VCPU, cpu: CPU) -> bool:
-        """Could ``w``'s gang start now if ``w`` were on ``cpu`` (which is free)?"""
-        can_take = self.mon.gang.can_take
+    def _gang_fits(self, w: VCPU) -> bool:
+        """Could ``w``'s gang start now if ``w`` were on the free CPU stealing it? The test
+        ``GangScheduler.try_dispatch`` makes of every other waiting member's CPU."""
         cpus = self.mon.cpus
         vm = w.vm
+        waited = vm.wait_since
         for u in vm.vcpus:
-            if u is not w and u.state == RUNNABLE and not can_take(cpus[u.cpu], vm):
-                return False
+            if u is not w and u.state == RUNNABLE:
+                cpu = cpus[u.cpu]
+                if not cpu.online:
+                    return False
+                cur = cpu.current
+                if cur is not None and cur.vm.dispatched_at <= waited:
+                    return False
         return True
