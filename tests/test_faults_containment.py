@@ -6,13 +6,13 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from conftest import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disco import SimConfig
 from disco.runner import build
 from disco.vmm.invariants import InvariantChecker
-from tests.conftest import small_config
 
 HAVE_MEMORY = importlib.util.find_spec("disco.vmm.memory") is not None
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from conftest import small_config
+
 from disco import SimConfig, simulate
 from disco.runner import build
-from tests.conftest import small_config
 
 
 def _recovery_ms(nodes: int = 16, memory_mb: int = 512, cells: int = 8) -> float:
