@@ -74,20 +74,24 @@ class GangScheduler:
     # -- gang dispatch ----------------------------------------------------------------
     def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
         """Start ``vm``'s whole gang if every member's CPU can be had; ``exempt`` is choosing."""
-        members = [u for u in vm.vcpus if u.state == RUNNABLE]
-        if not members:
-            return False
         cpus = self.cpus
         waited = vm.wait_since
         # A member's CPU can be had if it is up and free, or runs a gang dispatched after this
-        # VM began waiting (no preemption of the patient). Most attempts fail here.
-        for u in members:
-            cpu = cpus[u.cpu]
-            if not cpu.online:
-                return False
-            cur = cpu.current
-            if cur is not None and cur.vm.dispatched_at <= waited:
-                return False
+        # VM began waiting (no preemption of the patient). Most attempts fail here, before
+        # any list is built.
+        waiting = 0
+        for u in vm.vcpus:
+            if u.state == RUNNABLE:
+                cpu = cpus[u.cpu]
+                if not cpu.online:
+                    return False
+                cur = cpu.current
+                if cur is not None and cur.vm.dispatched_at <= waited:
+                    return False
+                waiting += 1
+        if not waiting:
+            return False
+        members = [u for u in vm.vcpus if u.state == RUNNABLE]
         freed: list[CPU] = []
         for u in members:
             cur = cpus[u.cpu].current

@@ -71,6 +71,7 @@ class Monitor:
         self._last_sample = (0.0, [0.0] * m.cells, [0.0] * m.cells, [0.0] * m.cells)
         # Extension points for the memory and fault mechanisms (see MonitorHook).
         self.hooks: list[object] = []
+        self._listeners: dict[str, list[Callable[..., None]]] = {}  # event -> hook methods
         # Multiplies a VCPU's progress rate (e.g. remote-memory stalls); None: factor 1.
         self.rate_factor: Callable[[VCPU], float] | None = None
         self.extra_metrics: list[Callable[[], dict[str, float | int]]] = []
@@ -79,12 +80,15 @@ class Monitor:
 
     def add_hook(self, hook: object) -> None:
         self.hooks.append(hook)
+        self._listeners.clear()
 
     def notify(self, event: str, *args: object) -> None:
-        for hook in self.hooks:
-            method = getattr(hook, event, None)
-            if method is not None:
-                method(*args)
+        listeners = self._listeners.get(event)
+        if listeners is None:  # first time: look the methods up once, not at every event
+            listeners = [m for h in self.hooks if (m := getattr(h, event, None)) is not None]
+            self._listeners[event] = listeners
+        for method in listeners:
+            method(*args)
 
     # -- build --------------------------------------------------------------------------
     def build(self) -> None:
