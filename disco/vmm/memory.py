@@ -175,6 +175,8 @@ class MemoryManager:
         self.borrowing = Borrowing(self)
         self.pager = Pager(self)
         self.local_ns = m.local_latency_ns
+        # latency_ns(a, b) as a table: the NUMA policy and rate factors look it up per tick.
+        self.lat = [[m.latency_ns(a, b) for b in range(m.nodes)] for a in range(m.nodes)]
         self.stall = p.memory_stall_fraction
         self.tick_s = p.memory_tick_ms * 1e-3
         self.copy_s = p.chunk_mb / p.copy_mb_per_s
@@ -715,10 +717,11 @@ class MemoryManager:
         if budget <= 0 or not (p.numa_migration or p.numa_replication):
             return
         vm = r.vm
+        node_of_cpu = self.node_of_cpu
         vnodes: dict[int, int] = {}
         for v in vm.vcpus:
-            if v.state not in (DONE, LOST) and v.cpu >= 0:
-                n = self.node_of_cpu[v.cpu]
+            if v.cpu >= 0 and v.state not in (DONE, LOST):
+                n = node_of_cpu[v.cpu]
                 vnodes[n] = vnodes.get(n, 0) + 1
         if not vnodes:
             return
@@ -728,6 +731,9 @@ class MemoryManager:
             else (1.0 if r.resident == 0 else 0.0)
         # Only into plenty (above the lend floor), so copies never provoke borrowing.
         roomy = self.borrowing.floor + self.borrowing.unit
+        cell_of_node = self.cell_of_node
+        cell_free = self.cell_free
+        home = vm.home_cells
         if p.numa_migration and r.resident and w_sh < 1.0:
             per_chunk = s * (1.0 - w_sh) / r.resident
             best = None
@@ -735,8 +741,8 @@ class MemoryManager:
                 if src in vnodes:  # memory its VCPUs use locally stays: no ping-pong
                     continue
                 for dst in vnodes:
-                    cell = self.cell_of_node[dst]
-                    if dst == src or cell not in vm.home_cells or self.cell_free[cell] <= roomy \
+                    cell = cell_of_node[dst]
+                    if dst == src or cell not in home or cell_free[cell] <= roomy \
                             or not self.free[dst].get(cell):
                         continue
                     gain = per_chunk * self._gain(vnodes, src, dst)
@@ -746,12 +752,12 @@ class MemoryManager:
                 _, src, dst = best
                 lo, hi = src * self.fpn, (src + 1) * self.fpn
                 frames = r.frame
-                cell = self.cell_of_node[dst]
+                cell = cell_of_node[dst]
                 cand = np.flatnonzero((frames >= lo) & (frames < hi))
                 hot_lo = r.used - r.hot  # hot chunks first
                 cand = np.concatenate((cand[cand >= hot_lo], cand[cand < hot_lo]))
                 for j in cand[:budget].tolist():
-                    if self.cell_free[cell] <= roomy:
+                    if cell_free[cell] <= roomy:
                         break
                     g = self._pop_node(dst, cell)
                     if g < 0:
@@ -766,21 +772,34 @@ class MemoryManager:
                     self._copy_cost(r, dst)
         if p.numa_replication and reg is not None and reg.resident and budget > 0:
             per_chunk = s * w_sh / reg.resident
+            local = self.local_ns
+            fpn = self.fpn
+            chunks: list[tuple[int, int]] | None = None  # (chunk, its node), made on demand
             for n, k in vnodes.items():
-                cell = self.cell_of_node[n]
-                if cell not in vm.home_cells:
+                cell = cell_of_node[n]
+                if cell not in home:
                     continue
                 reps = reg.replicas.setdefault(n, {})
                 if len(reps) + reg.node_count.get(n, 0) >= reg.resident:
                     continue  # every chunk already has a copy here
-                for i in np.flatnonzero(reg.state == RESIDENT).tolist():
-                    if budget <= 0 or self.cell_free[cell] <= roomy:
+                if budget <= 0 or cell_free[cell] <= roomy:
+                    continue
+                if chunks is None:  # copies change neither state nor frames of the region
+                    idx = (reg.state == RESIDENT).nonzero()[0].tolist()
+                    frame = reg.frame.tolist()
+                    chunks = [(i, frame[i] // fpn) for i in idx]
+                lat_n = self.lat[n]
+                pays: dict[int, bool] = {}  # source node -> a copy from it pays
+                for i, src in chunks:
+                    if budget <= 0 or cell_free[cell] <= roomy:
                         break
-                    src = int(reg.frame[i]) // self.fpn
                     if src == n or i in reps:
                         continue
-                    gain = per_chunk * k * (self.machine.latency_ns(n, src) - self.local_ns)
-                    if gain / self.local_ns * p.numa_horizon_s <= self.copy_s:
+                    ok = pays.get(src)
+                    if ok is None:
+                        gain = per_chunk * k * (lat_n[src] - local)
+                        ok = pays[src] = not gain / local * p.numa_horizon_s <= self.copy_s
+                    if not ok:
                         continue
                     g = self._pop_node(n, cell)
                     if g < 0:
@@ -797,8 +816,8 @@ class MemoryManager:
     def _gain(self, vnodes: dict[int, int], src: int, dst: int) -> float:
         """Stall (relative to local latency) saved per second, per unit of access share, by
         moving memory from ``src`` to ``dst`` for VCPUs on ``vnodes`` (count per node)."""
-        lat = self.machine.latency_ns
-        return sum(k * (lat(a, src) - lat(a, dst)) for a, k in vnodes.items()) / self.local_ns
+        lat = self.lat
+        return sum(k * (lat[a][src] - lat[a][dst]) for a, k in vnodes.items()) / self.local_ns
 
     def _copy_cost(self, r: VMMemory, node: int) -> None:
         for v in r.vm.vcpus:
@@ -838,7 +857,7 @@ class MemoryManager:
     def _compute(self, r: VMMemory, node: int) -> None:
         """Mean latency and remote share seen from ``node``: ``kernel_fraction`` of the
         accesses go to the shared region (kernel code), the rest to private chunks."""
-        lat = self.machine.latency_ns
+        lat = self.lat[node]
         priv = r.resident
         w_sh = 0.0
         reg = r.region
@@ -849,7 +868,7 @@ class MemoryManager:
         if priv and w_sh < 1.0:
             acc = 0.0
             for n, k in r.node_count.items():
-                acc += k * lat(node, n)
+                acc += k * lat[n]
             w = (1.0 - w_sh) / priv
             mean += w * acc
             remote += w * (priv - r.node_count.get(node, 0))
@@ -860,7 +879,7 @@ class MemoryManager:
             acc = 0.0
             for n, k in reg.node_count.items():
                 if n != node:
-                    acc += k * lat(node, n)
+                    acc += k * lat[n]
             far = reg.resident - here  # chunks whose primary copy is elsewhere ...
             scale = (far - reps) / far if far else 0.0  # ... and not replicated here
             w = w_sh / reg.resident
