@@ -644,7 +644,7 @@ class MemoryManager:
             r.free_acc += p.free_per_s * dt * r.used
             k = int(r.free_acc)
             r.free_acc -= k
-            for j in r.rng.integers(0, cold, size=k).tolist():
+            for j in _draws(r.rng, cold, k):
                 st = r.state[j]
                 if st == RESIDENT:
                     r.state[j] = FREED
@@ -987,6 +987,17 @@ class MemoryManager:
             ideal = vm.work_s / (vm.base_rate * alone) + waits
             slow.append((vm.finish_s - vm.arrival_s) / ideal)
         return {"slowdown": slow, "memory_cells": cells}
+
+
+def _draws(rng: np.random.Generator, high: int, k: int) -> list[int]:
+    """``rng.integers(0, high, size=k).tolist()``, cheaper for the usual k of 0 or 1: an empty
+    draw consumes nothing, and a scalar draw takes the same value from the stream (numpy's
+    bounded draws are element by element either way; ``tests/test_memory_draws.py``)."""
+    if k == 1:
+        return [int(rng.integers(0, high))]
+    if k == 0:
+        return []
+    return rng.integers(0, high, size=k).tolist()
 
 
 def _dec(counts: dict[int, int], key: int) -> None:
