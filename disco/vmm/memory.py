@@ -610,12 +610,14 @@ class MemoryManager:
         dt = self.tick_s
         busy_after = self.mon.loop.now + dt
         free_at = self.disks.free_at
+        disk_of = self.disks.disk_of
         for r in list(self.records.values()):
-            if r.vm.status != "running":
+            vm = r.vm
+            if vm.status != "running":
                 continue
             # While its paging disk is backed up, its VCPUs are stalled on it: the guest makes
             # no new demands (growth, churn, faults) until the queue drains.
-            if free_at[self.disks.disk_of(r.vm.id)] <= busy_after:
+            if free_at[disk_of(vm.id)] <= busy_after:
                 if r.growth and r.want < r.n:
                     r.want = min(float(r.n), r.want + r.growth * dt)
                 self._grow(r)
@@ -623,8 +625,9 @@ class MemoryManager:
                 if r.on_disk:
                     self._fault_hot(r)
                 self._numa(r)
-            self._refresh(r)
-            self._note_cells(r.vm)
+            if r.dirty:
+                self._refresh(r)
+            self._note_cells(vm)
         self.borrowing.settle()
         self._sample(dt)
         self.mon.loop.schedule(dt, self.tick)
@@ -711,7 +714,7 @@ class MemoryManager:
     # -- Disco's NUMA policy ------------------------------------------------------------
     def _numa(self, r: VMMemory) -> None:
         """Disco's NUMA policy, one VM: a move or copy is made only when the stall it saves
-        within ``numa_horizon_s`` exceeds its copy time (``_gain``)."""
+        within ``numa_horizon_s`` exceeds its copy time."""
         p = self.p
         budget = p.numa_chunks_per_tick
         if budget <= 0 or not (p.numa_migration or p.numa_replication):
@@ -736,16 +739,21 @@ class MemoryManager:
         home = vm.home_cells
         if p.numa_migration and r.resident and w_sh < 1.0:
             per_chunk = s * (1.0 - w_sh) / r.resident
+            local = self.local_ns
+            rows: list[tuple[list[float], int]] | None = None  # (latencies from a, VCPUs on a)
             best = None
             for src in r.node_count:
                 if src in vnodes:  # memory its VCPUs use locally stays: no ping-pong
                     continue
+                if rows is None:
+                    rows = [(self.lat[a], k) for a, k in vnodes.items()]
                 for dst in vnodes:
                     cell = cell_of_node[dst]
                     if dst == src or cell not in home or cell_free[cell] <= roomy \
                             or not self.free[dst].get(cell):
                         continue
-                    gain = per_chunk * self._gain(vnodes, src, dst)
+                    # Stall (relative to local latency) saved per second by the move.
+                    gain = per_chunk * (sum([k * (la[src] - la[dst]) for la, k in rows]) / local)
                     if best is None or gain > best[0]:
                         best = (gain, src, dst)
             if best is not None and best[0] * p.numa_horizon_s > self.copy_s:
@@ -813,12 +821,6 @@ class MemoryManager:
                     self._copy_cost(r, n)
                     self._region_changed(reg)
 
-    def _gain(self, vnodes: dict[int, int], src: int, dst: int) -> float:
-        """Stall (relative to local latency) saved per second, per unit of access share, by
-        moving memory from ``src`` to ``dst`` for VCPUs on ``vnodes`` (count per node)."""
-        lat = self.lat
-        return sum(k * (lat[a][src] - lat[a][dst]) for a, k in vnodes.items()) / self.local_ns
-
     def _copy_cost(self, r: VMMemory, node: int) -> None:
         for v in r.vm.vcpus:
             if v.cpu >= 0 and self.node_of_cpu[v.cpu] == node and v.state not in (DONE, LOST):
@@ -854,7 +856,7 @@ class MemoryManager:
                 if abs(new - v.rate) > 1e-9 * v.rate:
                     mon.resegment(v)
 
-    def _compute(self, r: VMMemory, node: int) -> None:
+    def _compute(self, r: VMMemory, node: int) -> float:
         """Mean latency and remote share seen from ``node``: ``kernel_fraction`` of the
         accesses go to the shared region (kernel code), the rest to private chunks."""
         lat = self.lat[node]
@@ -888,18 +890,19 @@ class MemoryManager:
         if priv == 0 and w_sh == 0.0:
             mean = self.local_ns
         s = r.vm.profile.memory_intensity * self.stall
-        r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+        f = r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
         r.remote[node] = remote
+        return f
 
     def rate_factor(self, v: VCPU) -> float:
         r = self.records.get(v.vm.id)
-        if r is None or v.cpu < 0:
+        cpu = v.cpu
+        if r is None or cpu < 0:
             return 1.0
-        node = self.node_of_cpu[v.cpu]
+        node = self.node_of_cpu[cpu]
         f = r.factor.get(node)
         if f is None:
-            self._compute(r, node)
-            f = r.factor[node]
+            f = self._compute(r, node)
         return f
 
     def _alone_factor(self, vm: VM) -> float:
@@ -914,17 +917,19 @@ class MemoryManager:
         return 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
 
     def _sample(self, dt: float) -> None:
+        node_of_cpu = self.node_of_cpu
         for r in self.records.values():
             w = r.vm.profile.memory_intensity * dt
             if w <= 0.0:
                 continue
+            remote = r.remote
             for v in r.vm.vcpus:
                 if v.state == RUNNING:
-                    node = self.node_of_cpu[v.cpu]
-                    rem = r.remote.get(node)
+                    node = node_of_cpu[v.cpu]
+                    rem = remote.get(node)
                     if rem is None:
                         self._compute(r, node)
-                        rem = r.remote[node]
+                        rem = remote[node]
                     self.remote_w += w
                     self.remote_sum += w * rem
 
@@ -935,9 +940,10 @@ class MemoryManager:
         r = self.records.get(vm.id)
         if r is None:
             return cells
-        cells.update(c for c, k in r.cell_count.items() if k > 0)
+        # A count never stays at 0 (``_dec`` drops the key): the keys are the cells.
+        cells.update(r.cell_count)
         if r.region is not None:
-            cells.update(c for c, k in r.region.cell_count.items() if k > 0)
+            cells.update(r.region.cell_count)
         return cells
 
     def _note_cells(self, vm: VM) -> None:
