@@ -792,11 +792,17 @@ class MemoryManager:
                     continue  # every chunk already has a copy here
                 if budget <= 0 or cell_free[cell] <= roomy:
                     continue
+                lat_n = self.lat[n]
+                # The gain only grows with the source's latency (config checks keep the factors
+                # non-negative): when a copy from the farthest node holding region chunks does
+                # not pay, none does, and the usual case needs no scan.
+                gain = per_chunk * k * (max([lat_n[x] for x in reg.node_count]) - local)
+                if gain / local * p.numa_horizon_s <= self.copy_s:
+                    continue
                 if chunks is None:  # copies change neither state nor frames of the region
                     idx = (reg.state == RESIDENT).nonzero()[0].tolist()
                     frame = reg.frame.tolist()
                     chunks = [(i, frame[i] // fpn) for i in idx]
-                lat_n = self.lat[n]
                 pays: dict[int, bool] = {}  # source node -> a copy from it pays
                 for i, src in chunks:
                     if budget <= 0 or cell_free[cell] <= roomy:
