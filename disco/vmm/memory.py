@@ -175,6 +175,8 @@ class MemoryManager:
         self.borrowing = Borrowing(self)
         self.pager = Pager(self)
         self.local_ns = m.local_latency_ns
+        # latency_ns(a, b) as a table: the NUMA policy and rate factors look it up per tick.
+        self.lat = [[m.latency_ns(a, b) for b in range(m.nodes)] for a in range(m.nodes)]
         self.stall = p.memory_stall_fraction
         self.tick_s = p.memory_tick_ms * 1e-3
         self.copy_s = p.chunk_mb / p.copy_mb_per_s
@@ -608,12 +610,14 @@ class MemoryManager:
         dt = self.tick_s
         busy_after = self.mon.loop.now + dt
         free_at = self.disks.free_at
+        disk_of = self.disks.disk_of
         for r in list(self.records.values()):
-            if r.vm.status != "running":
+            vm = r.vm
+            if vm.status != "running":
                 continue
             # While its paging disk is backed up, its VCPUs are stalled on it: the guest makes
             # no new demands (growth, churn, faults) until the queue drains.
-            if free_at[self.disks.disk_of(r.vm.id)] <= busy_after:
+            if free_at[disk_of(vm.id)] <= busy_after:
                 if r.growth and r.want < r.n:
                     r.want = min(float(r.n), r.want + r.growth * dt)
                 self._grow(r)
@@ -621,8 +625,9 @@ class MemoryManager:
                 if r.on_disk:
                     self._fault_hot(r)
                 self._numa(r)
-            self._refresh(r)
-            self._note_cells(r.vm)
+            if r.dirty:
+                self._refresh(r)
+            self._note_cells(vm)
         self.borrowing.settle()
         self._sample(dt)
         self.mon.loop.schedule(dt, self.tick)
@@ -642,7 +647,7 @@ class MemoryManager:
             r.free_acc += p.free_per_s * dt * r.used
             k = int(r.free_acc)
             r.free_acc -= k
-            for j in r.rng.integers(0, cold, size=k).tolist():
+            for j in _draws(r.rng, cold, k):
                 st = r.state[j]
                 if st == RESIDENT:
                     r.state[j] = FREED
@@ -709,16 +714,17 @@ class MemoryManager:
     # -- Disco's NUMA policy ------------------------------------------------------------
     def _numa(self, r: VMMemory) -> None:
         """Disco's NUMA policy, one VM: a move or copy is made only when the stall it saves
-        within ``numa_horizon_s`` exceeds its copy time (``_gain``)."""
+        within ``numa_horizon_s`` exceeds its copy time."""
         p = self.p
         budget = p.numa_chunks_per_tick
         if budget <= 0 or not (p.numa_migration or p.numa_replication):
             return
         vm = r.vm
+        node_of_cpu = self.node_of_cpu
         vnodes: dict[int, int] = {}
         for v in vm.vcpus:
-            if v.state not in (DONE, LOST) and v.cpu >= 0:
-                n = self.node_of_cpu[v.cpu]
+            if v.cpu >= 0 and v.state not in (DONE, LOST):
+                n = node_of_cpu[v.cpu]
                 vnodes[n] = vnodes.get(n, 0) + 1
         if not vnodes:
             return
@@ -728,30 +734,38 @@ class MemoryManager:
             else (1.0 if r.resident == 0 else 0.0)
         # Only into plenty (above the lend floor), so copies never provoke borrowing.
         roomy = self.borrowing.floor + self.borrowing.unit
+        cell_of_node = self.cell_of_node
+        cell_free = self.cell_free
+        home = vm.home_cells
         if p.numa_migration and r.resident and w_sh < 1.0:
             per_chunk = s * (1.0 - w_sh) / r.resident
+            local = self.local_ns
+            rows: list[tuple[list[float], int]] | None = None  # (latencies from a, VCPUs on a)
             best = None
             for src in r.node_count:
                 if src in vnodes:  # memory its VCPUs use locally stays: no ping-pong
                     continue
+                if rows is None:
+                    rows = [(self.lat[a], k) for a, k in vnodes.items()]
                 for dst in vnodes:
-                    cell = self.cell_of_node[dst]
-                    if dst == src or cell not in vm.home_cells or self.cell_free[cell] <= roomy \
+                    cell = cell_of_node[dst]
+                    if dst == src or cell not in home or cell_free[cell] <= roomy \
                             or not self.free[dst].get(cell):
                         continue
-                    gain = per_chunk * self._gain(vnodes, src, dst)
+                    # Stall (relative to local latency) saved per second by the move.
+                    gain = per_chunk * (sum([k * (la[src] - la[dst]) for la, k in rows]) / local)
                     if best is None or gain > best[0]:
                         best = (gain, src, dst)
             if best is not None and best[0] * p.numa_horizon_s > self.copy_s:
                 _, src, dst = best
                 lo, hi = src * self.fpn, (src + 1) * self.fpn
                 frames = r.frame
-                cell = self.cell_of_node[dst]
+                cell = cell_of_node[dst]
                 cand = np.flatnonzero((frames >= lo) & (frames < hi))
                 hot_lo = r.used - r.hot  # hot chunks first
                 cand = np.concatenate((cand[cand >= hot_lo], cand[cand < hot_lo]))
                 for j in cand[:budget].tolist():
-                    if self.cell_free[cell] <= roomy:
+                    if cell_free[cell] <= roomy:
                         break
                     g = self._pop_node(dst, cell)
                     if g < 0:
@@ -766,21 +780,40 @@ class MemoryManager:
                     self._copy_cost(r, dst)
         if p.numa_replication and reg is not None and reg.resident and budget > 0:
             per_chunk = s * w_sh / reg.resident
+            local = self.local_ns
+            fpn = self.fpn
+            chunks: list[tuple[int, int]] | None = None  # (chunk, its node), made on demand
             for n, k in vnodes.items():
-                cell = self.cell_of_node[n]
-                if cell not in vm.home_cells:
+                cell = cell_of_node[n]
+                if cell not in home:
                     continue
                 reps = reg.replicas.setdefault(n, {})
                 if len(reps) + reg.node_count.get(n, 0) >= reg.resident:
                     continue  # every chunk already has a copy here
-                for i in np.flatnonzero(reg.state == RESIDENT).tolist():
-                    if budget <= 0 or self.cell_free[cell] <= roomy:
+                if budget <= 0 or cell_free[cell] <= roomy:
+                    continue
+                lat_n = self.lat[n]
+                # The gain only grows with the source's latency (config checks keep the factors
+                # non-negative): when a copy from the farthest node holding region chunks does
+                # not pay, none does, and the usual case needs no scan.
+                gain = per_chunk * k * (max([lat_n[x] for x in reg.node_count]) - local)
+                if gain / local * p.numa_horizon_s <= self.copy_s:
+                    continue
+                if chunks is None:  # copies change neither state nor frames of the region
+                    idx = (reg.state == RESIDENT).nonzero()[0].tolist()
+                    frame = reg.frame.tolist()
+                    chunks = [(i, frame[i] // fpn) for i in idx]
+                pays: dict[int, bool] = {}  # source node -> a copy from it pays
+                for i, src in chunks:
+                    if budget <= 0 or cell_free[cell] <= roomy:
                         break
-                    src = int(reg.frame[i]) // self.fpn
                     if src == n or i in reps:
                         continue
-                    gain = per_chunk * k * (self.machine.latency_ns(n, src) - self.local_ns)
-                    if gain / self.local_ns * p.numa_horizon_s <= self.copy_s:
+                    ok = pays.get(src)
+                    if ok is None:
+                        gain = per_chunk * k * (lat_n[src] - local)
+                        ok = pays[src] = not gain / local * p.numa_horizon_s <= self.copy_s
+                    if not ok:
                         continue
                     g = self._pop_node(n, cell)
                     if g < 0:
@@ -793,12 +826,6 @@ class MemoryManager:
                     budget -= 1
                     self._copy_cost(r, n)
                     self._region_changed(reg)
-
-    def _gain(self, vnodes: dict[int, int], src: int, dst: int) -> float:
-        """Stall (relative to local latency) saved per second, per unit of access share, by
-        moving memory from ``src`` to ``dst`` for VCPUs on ``vnodes`` (count per node)."""
-        lat = self.machine.latency_ns
-        return sum(k * (lat(a, src) - lat(a, dst)) for a, k in vnodes.items()) / self.local_ns
 
     def _copy_cost(self, r: VMMemory, node: int) -> None:
         for v in r.vm.vcpus:
@@ -835,10 +862,10 @@ class MemoryManager:
                 if abs(new - v.rate) > 1e-9 * v.rate:
                     mon.resegment(v)
 
-    def _compute(self, r: VMMemory, node: int) -> None:
+    def _compute(self, r: VMMemory, node: int) -> float:
         """Mean latency and remote share seen from ``node``: ``kernel_fraction`` of the
         accesses go to the shared region (kernel code), the rest to private chunks."""
-        lat = self.machine.latency_ns
+        lat = self.lat[node]
         priv = r.resident
         w_sh = 0.0
         reg = r.region
@@ -849,7 +876,7 @@ class MemoryManager:
         if priv and w_sh < 1.0:
             acc = 0.0
             for n, k in r.node_count.items():
-                acc += k * lat(node, n)
+                acc += k * lat[n]
             w = (1.0 - w_sh) / priv
             mean += w * acc
             remote += w * (priv - r.node_count.get(node, 0))
@@ -860,7 +887,7 @@ class MemoryManager:
             acc = 0.0
             for n, k in reg.node_count.items():
                 if n != node:
-                    acc += k * lat(node, n)
+                    acc += k * lat[n]
             far = reg.resident - here  # chunks whose primary copy is elsewhere ...
             scale = (far - reps) / far if far else 0.0  # ... and not replicated here
             w = w_sh / reg.resident
@@ -869,18 +896,19 @@ class MemoryManager:
         if priv == 0 and w_sh == 0.0:
             mean = self.local_ns
         s = r.vm.profile.memory_intensity * self.stall
-        r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+        f = r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
         r.remote[node] = remote
+        return f
 
     def rate_factor(self, v: VCPU) -> float:
         r = self.records.get(v.vm.id)
-        if r is None or v.cpu < 0:
+        cpu = v.cpu
+        if r is None or cpu < 0:
             return 1.0
-        node = self.node_of_cpu[v.cpu]
+        node = self.node_of_cpu[cpu]
         f = r.factor.get(node)
         if f is None:
-            self._compute(r, node)
-            f = r.factor[node]
+            f = self._compute(r, node)
         return f
 
     def _alone_factor(self, vm: VM) -> float:
@@ -895,17 +923,19 @@ class MemoryManager:
         return 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
 
     def _sample(self, dt: float) -> None:
+        node_of_cpu = self.node_of_cpu
         for r in self.records.values():
             w = r.vm.profile.memory_intensity * dt
             if w <= 0.0:
                 continue
+            remote = r.remote
             for v in r.vm.vcpus:
                 if v.state == RUNNING:
-                    node = self.node_of_cpu[v.cpu]
-                    rem = r.remote.get(node)
+                    node = node_of_cpu[v.cpu]
+                    rem = remote.get(node)
                     if rem is None:
                         self._compute(r, node)
-                        rem = r.remote[node]
+                        rem = remote[node]
                     self.remote_w += w
                     self.remote_sum += w * rem
 
@@ -916,9 +946,10 @@ class MemoryManager:
         r = self.records.get(vm.id)
         if r is None:
             return cells
-        cells.update(c for c, k in r.cell_count.items() if k > 0)
+        # A count never stays at 0 (``_dec`` drops the key): the keys are the cells.
+        cells.update(r.cell_count)
         if r.region is not None:
-            cells.update(c for c, k in r.region.cell_count.items() if k > 0)
+            cells.update(r.region.cell_count)
         return cells
 
     def _note_cells(self, vm: VM) -> None:
@@ -968,6 +999,17 @@ class MemoryManager:
             ideal = vm.work_s / (vm.base_rate * alone) + waits
             slow.append((vm.finish_s - vm.arrival_s) / ideal)
         return {"slowdown": slow, "memory_cells": cells}
+
+
+def _draws(rng: np.random.Generator, high: int, k: int) -> list[int]:
+    """``rng.integers(0, high, size=k).tolist()``, cheaper for the usual k of 0 or 1: an empty
+    draw consumes nothing, and a scalar draw takes the same value from the stream (numpy's
+    bounded draws are element by element either way; ``tests/test_memory_draws.py``)."""
+    if k == 1:
+        return [int(rng.integers(0, high))]
+    if k == 0:
+        return []
+    return rng.integers(0, high, size=k).tolist()
 
 
 def _dec(counts: dict[int, int], key: int) -> None:
