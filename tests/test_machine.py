@@ -24,6 +24,14 @@ def test_hypercube_hops_and_latency():
     assert m.latency_ns(0, 3) == 650.0
 
 
+def test_latency_table_matches_latency_ns_on_uneven_machines():
+    for nodes in (1, 6, 16, 24):
+        m = Machine(nodes=nodes, cpus_per_node=2, nodes_per_cell=nodes, memory_per_node_mb=512,
+                    local_latency_ns=310.0, remote_latency_ns=550.0, hop_latency_ns=100.0)
+        table = m.latency_table()
+        assert table == [[m.latency_ns(a, b) for b in range(nodes)] for a in range(nodes)]
+
+
 def test_one_cell_per_node():
     cfg = SimConfig.from_dict({"cells": {"count": None, "nodes_per_cell": 1}})
     m = Machine.from_config(cfg)

@@ -74,10 +74,17 @@ class Machine:
 
     def latency_ns(self, node_a: int, node_b: int) -> float:
         """Memory latency seen by a CPU on ``node_a`` for memory on ``node_b``."""
-        h = self.hops(node_a, node_b)
-        if h == 0:
+        return self.latency_for_hops(self.hops(node_a, node_b))
+
+    def latency_for_hops(self, hops: int) -> float:
+        if hops == 0:
             return self.local_latency_ns
-        return self.remote_latency_ns + (h - 1) * self.hop_latency_ns
+        return self.remote_latency_ns + (hops - 1) * self.hop_latency_ns
+
+    def latency_table(self) -> list[list[float]]:
+        """``latency_ns`` for every pair of nodes, built from the few distinct hop counts."""
+        by_hops = [self.latency_for_hops(h) for h in range(self.nodes.bit_length() + 1)]
+        return [[by_hops[self.hops(a, b)] for b in range(self.nodes)] for a in range(self.nodes)]
 
     def distance(self, cpu_a: int, cpu_b: int) -> int:
         """Distance class between two CPUs: SAME_CPU, SAME_NODE, SAME_CELL or OTHER_CELL."""

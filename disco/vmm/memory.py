@@ -176,7 +176,7 @@ class MemoryManager:
         self.pager = Pager(self)
         self.local_ns = m.local_latency_ns
         # latency_ns(a, b) as a table: the NUMA policy and rate factors look it up per tick.
-        self.lat = [[m.latency_ns(a, b) for b in range(m.nodes)] for a in range(m.nodes)]
+        self.lat = m.latency_table()
         self.stall = p.memory_stall_fraction
         self.tick_s = p.memory_tick_ms * 1e-3
         self.copy_s = p.chunk_mb / p.copy_mb_per_s
