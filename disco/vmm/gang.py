@@ -75,21 +75,7 @@ class GangScheduler:
     def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
         """Start ``vm``'s whole gang if every member's CPU can be had; ``exempt`` is choosing."""
         cpus = self.cpus
-        waited = vm.wait_since
-        # A member's CPU can be had if it is up and free, or runs a gang dispatched after this
-        # VM began waiting (no preemption of the patient). Most attempts fail here, before
-        # any list is built.
-        waiting = 0
-        for u in vm.vcpus:
-            if u.state == RUNNABLE:
-                cpu = cpus[u.cpu]
-                if not cpu.online:
-                    return False
-                cur = cpu.current
-                if cur is not None and cur.vm.dispatched_at <= waited:
-                    return False
-                waiting += 1
-        if not waiting:
+        if startable_members(vm, cpus) <= 0:  # most attempts fail here, before any list
             return False
         members = [u for u in vm.vcpus if u.state == RUNNABLE]
         freed: list[CPU] = []
@@ -235,6 +221,24 @@ class GangScheduler:
             self.kick(cpu)
         else:
             cpu.slice_start = self.loop.now
+
+
+def startable_members(vm: VM, cpus: list[CPU], skip: VCPU | None = None) -> int:
+    """How many of ``vm``'s waiting VCPUs (but ``skip``) there are, or -1 if the CPU of one
+    of them cannot be had now. A CPU can be had if it is up and free, or runs a gang
+    dispatched after ``vm`` began waiting (no preemption of the patient)."""
+    waited = vm.wait_since
+    n = 0
+    for u in vm.vcpus:
+        if u.state == RUNNABLE and u is not skip:
+            cpu = cpus[u.cpu]
+            if not cpu.online:
+                return -1
+            cur = cpu.current
+            if cur is not None and cur.vm.dispatched_at <= waited:
+                return -1
+            n += 1
+    return n
 
 
 def _oldest_other_waiter(cpu: CPU, vm: VM) -> tuple[float, int, int]:

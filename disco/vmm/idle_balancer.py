@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from disco.vmm.gang import startable_members
 from disco.vmm.state import CPU, RUNNABLE, VCPU, VM
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class IdleBalancer:
             return False
         gang = self.mon.gang
         gang_on = gang.gang
+        cpus = self.mon.cpus
         mine: set[VM] | None = None  # VMs already on ``cpu``, gathered only if needed
         for ring in self.rings[cpu.index]:
             best: VCPU | None = None
@@ -56,7 +58,8 @@ class IdleBalancer:
                         mine = {u.vm for u in cpu.queue}
                     if w.vm in mine:
                         continue
-                    if gang_on and not self._gang_fits(w):
+                    # could w's gang start at once if w were on this free CPU?
+                    if gang_on and startable_members(w.vm, cpus, skip=w) < 0:
                         continue
                     best, best_key = w, key
             if best is not None:
@@ -68,19 +71,3 @@ class IdleBalancer:
                     gang.run_alone(best, cpu)
                 return True
         return False
-
-    def _gang_fits(self, w: VCPU) -> bool:
-        """Could ``w``'s gang start now if ``w`` were on the free CPU stealing it? The test
-        ``GangScheduler.try_dispatch`` makes of every other waiting member's CPU."""
-        cpus = self.mon.cpus
-        vm = w.vm
-        waited = vm.wait_since
-        for u in vm.vcpus:
-            if u is not w and u.state == RUNNABLE:
-                cpu = cpus[u.cpu]
-                if not cpu.online:
-                    return False
-                cur = cpu.current
-                if cur is not None and cur.vm.dispatched_at <= waited:
-                    return False
-        return True

@@ -146,18 +146,12 @@ class Monitor:
         vm.active += 1
         v.seg_start = now
         v.spinning = False
-        # rate_of and _schedule_run_end inlined: start is the hottest path of a run.
+        # rate_of inlined (not spinning: just cleared): start is the hottest path of a run.
         rate = vm.base_rate
         if self.rate_factor is not None:
             rate *= self.rate_factor(v)
         v.rate = rate
-        if v.run_left < v.work_left:
-            amount = v.run_left
-            v.target_is_work = False
-        else:
-            amount = v.work_left
-            v.target_is_work = True
-        v.event = self.loop.schedule(v.debt + amount / rate, self._on_run_end, v)
+        self._schedule_run_end(v)
         if not self.gang_on:
             self.respin(vm)
 
