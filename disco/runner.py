@@ -6,6 +6,7 @@ imports it. It imports no framework library, so ``simulate`` is usable from a no
 
 from __future__ import annotations
 
+import gc
 import time
 
 from disco.config import SimConfig
@@ -36,7 +37,17 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     cfg = cfg if cfg is not None else SimConfig()
     wall0 = time.perf_counter()
     monitor = build(cfg)
-    monitor.loop.run(until=cfg.sim.duration_s)
+    # The cyclic garbage collector is paused for the run: the event loop allocates and frees
+    # a tuple per event but makes no garbage cycles, while each collector pass walks the
+    # run's whole object graph (CPUs, VCPUs, memory records): 3 % of the wall time at 32
+    # CPUs, 7 % at 512. Cycles left by an earlier run are collected once it is back on.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        monitor.loop.run(until=cfg.sim.duration_s)
+    finally:
+        if collecting:
+            gc.enable()
     metrics = monitor.metrics()
     metrics["wall_time_s"] = time.perf_counter() - wall0
     tables = {name: make() for name, make in monitor.extra_tables.items()}

@@ -1,3 +1,4 @@
+import gc
 import math
 
 from conftest import without_wall_time
@@ -30,3 +31,17 @@ def test_default_config_is_the_paper_machine_and_finishes_its_mix():
     assert r.metrics["events"] > 1000
     assert r.metrics["balancer_moves_idle"] > 0 and r.metrics["balancer_moves_periodic"] > 0
     assert set(r.timeline["cell"]) == set(range(8))
+
+
+def test_simulate_leaves_the_garbage_collector_as_it_found_it():
+    """The run pauses the cyclic collector (runner.simulate) and must hand it back."""
+    cfg = SimConfig.from_dict({"sim": {"duration_s": 1.0}})
+    assert gc.isenabled()
+    simulate(cfg)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        simulate(cfg)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
