@@ -793,27 +793,21 @@ class MemoryManager:
                 if budget <= 0 or cell_free[cell] <= roomy:
                     continue
                 lat_n = self.lat[n]
-                # The gain only grows with the source's latency (config checks keep the factors
-                # non-negative): when a copy from the farthest node holding region chunks does
-                # not pay, none does, and the usual case needs no scan.
-                gain = per_chunk * k * (max([lat_n[x] for x in reg.node_count]) - local)
-                if gain / local * p.numa_horizon_s <= self.copy_s:
+                # Does a copy from a source node pay? Decided per node holding region chunks
+                # (``node_count`` counts every resident chunk's node): when none does, the usual
+                # case, no chunk is scanned.
+                pays = {x: not per_chunk * k * (lat_n[x] - local) / local * p.numa_horizon_s
+                        <= self.copy_s for x in reg.node_count}
+                if not any(pays.values()):
                     continue
                 if chunks is None:  # copies change neither state nor frames of the region
                     idx = (reg.state == RESIDENT).nonzero()[0].tolist()
                     frame = reg.frame.tolist()
                     chunks = [(i, frame[i] // fpn) for i in idx]
-                pays: dict[int, bool] = {}  # source node -> a copy from it pays
                 for i, src in chunks:
                     if budget <= 0 or cell_free[cell] <= roomy:
                         break
-                    if src == n or i in reps:
-                        continue
-                    ok = pays.get(src)
-                    if ok is None:
-                        gain = per_chunk * k * (lat_n[src] - local)
-                        ok = pays[src] = not gain / local * p.numa_horizon_s <= self.copy_s
-                    if not ok:
+                    if src == n or i in reps or not pays[src]:
                         continue
                     g = self._pop_node(n, cell)
                     if g < 0:

@@ -38,11 +38,11 @@ class Migrator:
         dist = mon.machine.distance(src.index, dest.index)
         mon.remove_from_queue(v)
         src.waiting -= 1
-        mon.add_load(src, -1)
+        src.load -= 1
         v.cpu = dest.index
         self.enqueue(v, dest)
         dest.waiting += 1
-        mon.add_load(dest, 1)
+        dest.load += 1
         v.debt += self.cost[dist]
         mon.counters[_COUNTER[dist]] += 1
         if mon.hooks:

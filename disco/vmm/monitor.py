@@ -229,9 +229,6 @@ class Monitor:
             cpu.load -= 1
         return cpu
 
-    def add_load(self, cpu: CPU, delta: int) -> None:
-        cpu.load += delta  # the load tree catches up at the periodic balancer's tick
-
     def _on_run_end(self, v: VCPU) -> None:
         v.event = None
         self.account(v)
@@ -296,7 +293,7 @@ class Monitor:
                 if v.state == RUNNABLE and v.cpu >= 0:
                     cpu = self.cpus[v.cpu]
                     cpu.waiting -= 1
-                    self.add_load(cpu, -1)
+                    cpu.load -= 1
                     vm.runnable -= 1
             if v.state != DONE and v.cpu >= 0 and not was_pending:
                 self.remove_from_queue(v)

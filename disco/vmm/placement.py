@@ -81,7 +81,7 @@ class Placement:
             v.wait_since = now
             mon.migrator.enqueue(v, cpu)
             cpu.waiting += 1
-            mon.add_load(cpu, 1)
+            cpu.load += 1
         vm.runnable = len(vm.vcpus)
         mon.notify("on_vm_arrival", vm)
         for v in vm.vcpus:
