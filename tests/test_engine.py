@@ -134,3 +134,48 @@ def test_compaction_drops_cancelled_soon_events():
     assert loop.pending == 50
     loop.run(until=1.0)
     assert seen == list(range(150, 200))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["schedule", "soon", "at"]),
+                          st.sampled_from([0.0, 0.0, 0.3, 1.0, 2.5]),
+                          st.sampled_from(["", "", "cancel", "cancel_many", "stop"])),
+                min_size=1, max_size=60),
+       st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=1, max_size=4),
+       st.booleans())
+def test_events_counts_exactly_the_callbacks_run(plan, untils, stop_first):
+    """``events`` is derived from queue lengths and seqs, not counted per event: it must still
+    equal the callbacks run, through cancels (also of events already run), compaction, stops
+    (also before ``run``) and runs resumed."""
+    loop = EventLoop()
+    ran = [0]
+    handles: list[int] = []
+
+    def fire(i: int) -> None:
+        ran[0] += 1
+        if i + 1 < len(plan):
+            add(i + 1)
+        kind, _, action = plan[i]
+        if action == "cancel" and handles:
+            loop.cancel(handles[i * 7 % len(handles)])
+        elif action == "cancel_many":  # enough to trigger compaction
+            for _ in range(70):
+                loop.cancel(loop.schedule(1.0, fire, i))
+        elif action == "stop":
+            loop.stop()
+
+    def add(i: int) -> None:
+        kind, delay, _ = plan[i]
+        if kind == "soon":
+            handles.append(loop.soon(fire, i))
+        elif kind == "at":
+            handles.append(loop.at(loop.now + delay, fire, i))
+        else:
+            handles.append(loop.schedule(delay, fire, i))
+
+    add(0)
+    loop.schedule(0.7, fire, len(plan) - 1)
+    if stop_first:
+        loop.stop()
+    for until in sorted(untils):
+        loop.run(until=until)
+        assert loop.events == ran[0]
