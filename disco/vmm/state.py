@@ -5,6 +5,7 @@ Mutable records with ``slots=True``: the hot path reads and writes their attribu
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,13 +35,16 @@ class VCPU:
     target_is_work: bool = False  # the pending event ends the work (else a run)
     event: int | None = None  # handle of its pending run-end or wake-up event
     wait_since: float = 0.0  # when it last became runnable
-    draws: list[float] = field(default_factory=list)  # buffered uniform randoms
+    # Buffered uniform randoms as packed doubles: 8 bytes each, where a list of floats takes 32
+    # (2 KB a VCPU, 4 MB at 1024 CPUs): a smaller working set for the caches. Alternating A/B
+    # runs at 512-1024 CPUs took 0.8-0.96 x the time (noisy); same numbers, same order.
+    draws: array[float] = field(default_factory=lambda: array("d"))
 
     def uniform(self) -> float:
         """A uniform draw from this VCPU's own stream, refilled in blocks (cheap per call)."""
         draws = self.draws
         if not draws:
-            draws.extend(self.rng.random(64).tolist())
+            draws.frombytes(self.rng.random(64).tobytes())
         return draws.pop()
 
 
