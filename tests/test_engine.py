@@ -154,7 +154,7 @@ def test_events_counts_exactly_the_callbacks_run(plan, untils, stop_first):
         ran[0] += 1
         if i + 1 < len(plan):
             add(i + 1)
-        kind, _, action = plan[i]
+        action = plan[i][2]
         if action == "cancel" and handles:
             loop.cancel(handles[i * 7 % len(handles)])
         elif action == "cancel_many":  # enough to trigger compaction
