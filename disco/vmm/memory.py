@@ -737,9 +737,9 @@ class MemoryManager:
         cell_of_node = self.cell_of_node
         cell_free = self.cell_free
         home = vm.home_cells
+        local = self.local_ns
         if p.numa_migration and r.resident and w_sh < 1.0:
             per_chunk = s * (1.0 - w_sh) / r.resident
-            local = self.local_ns
             rows: list[tuple[list[float], int]] | None = None  # (latencies from a, VCPUs on a)
             best = None
             for src in r.node_count:
@@ -780,7 +780,6 @@ class MemoryManager:
                     self._copy_cost(r, dst)
         if p.numa_replication and reg is not None and reg.resident and budget > 0:
             per_chunk = s * w_sh / reg.resident
-            local = self.local_ns
             fpn = self.fpn
             chunks: list[tuple[int, int]] | None = None  # (chunk, its node), made on demand
             for n, k in vnodes.items():
@@ -889,8 +888,7 @@ class MemoryManager:
             remote += w * (far - reps)
         if priv == 0 and w_sh == 0.0:
             mean = self.local_ns
-        s = r.vm.profile.memory_intensity * self.stall
-        f = r.factor[node] = 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+        f = r.factor[node] = self._factor_for(r.vm, mean)
         r.remote[node] = remote
         return f
 
@@ -912,9 +910,13 @@ class MemoryManager:
         k = min(-(-len(vm.vcpus) // m.cpus_per_node), m.nodes)
         first = self._first_node(vm.home_cells[0]) if vm.home_cells else 0
         nodes = [(first + i) % m.nodes for i in range(k)]
-        mean = sum(m.latency_ns(a, b) for a in nodes for b in nodes) / (k * k)
+        mean = sum(self.lat[a][b] for a in nodes for b in nodes) / (k * k)
+        return self._factor_for(vm, mean)
+
+    def _factor_for(self, vm: VM, mean_ns: float) -> float:
+        """The stall model: progress rate at mean memory latency ``mean_ns`` (1 when local)."""
         s = vm.profile.memory_intensity * self.stall
-        return 1.0 / (1.0 + s * (mean / self.local_ns - 1.0))
+        return 1.0 / (1.0 + s * (mean_ns / self.local_ns - 1.0))
 
     def _sample(self, dt: float) -> None:
         node_of_cpu = self.node_of_cpu
