@@ -26,7 +26,7 @@ from itertools import count
 from typing import Any
 
 _NEG_INF = float("-inf")
-_AFTER_ALL = float("inf")  # seq of the end sentinel: after every event at the same time
+_AFTER_ALL = 1 << 62  # seq of the end sentinel: after every event at the same time (an int)
 
 
 class _Halt(Exception):

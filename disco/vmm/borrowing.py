@@ -90,6 +90,7 @@ class Borrowing:
             return False
         pools = self.loan_free.setdefault(b, {})
         made = False
+        lender: int | None
         if self.policy == "paper":
             for lender in vmm.lenders:
                 have = pools.get(lender, 0)

@@ -137,7 +137,7 @@ class InvariantChecker:
         """Every frame has one home node and is in exactly one place: one free stack (with its
         manager) or one owner's chunk; per-cell free and the loans recount; lent = borrowed."""
         mon = self.mon
-        mm = mon.memory  # type: ignore[attr-defined]
+        mm = mon.memory
         seen = np.zeros(mm.frames, np.int32)
         cells = len(mm.cell_free)
         own_free = [0] * cells

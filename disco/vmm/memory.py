@@ -825,9 +825,9 @@ class MemoryManager:
             if v.cpu >= 0 and self.node_of_cpu[v.cpu] == node and v.state not in (DONE, LOST):
                 self.charge(v, self.copy_s)
                 return
-        v = self.toucher(r)
-        if v is not None:
-            self.charge(v, self.copy_s)
+        toucher = self.toucher(r)
+        if toucher is not None:
+            self.charge(toucher, self.copy_s)
 
     def _drop_replicas(self, cell: int) -> None:
         if not self.cell_replicas[cell]:
@@ -1019,7 +1019,7 @@ def _dec(counts: dict[int, int], key: int) -> None:
 def attach_memory(mon: Monitor) -> MemoryManager:
     """Create the memory manager and wire it into the monitor (before the clock starts)."""
     mm = MemoryManager(mon)
-    mon.memory = mm  # type: ignore[attr-defined]
+    mon.memory = mm
     mon.rate_factor = mm.rate_factor
     mon.add_hook(mm)
     mon.extra_metrics.append(mm.metrics)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from disco.config import SimConfig
 from disco.engine import EventLoop, RandomStreams
@@ -28,6 +28,9 @@ from disco.vmm.migration import Migrator
 from disco.vmm.periodic_balancer import PeriodicBalancer
 from disco.vmm.placement import Placement
 from disco.vmm.state import BLOCKED, CPU, DONE, IDLE, INF, LOST, RUNNABLE, RUNNING, VCPU, VM
+
+if TYPE_CHECKING:
+    from disco.vmm.recovery import Recovery
 
 
 class MonitorHook(Protocol):
@@ -77,6 +80,11 @@ class Monitor:
         self.extra_metrics: list[Callable[[], dict[str, float | int]]] = []
         self.extra_tables: dict[str, Callable[[], dict[str, list]]] = {}
         self.extra_vm_columns: list[Callable[[], dict[str, list]]] = []  # per-VM table
+        # Set when attached (memory.py, recovery.py). Declared: compiled, a Monitor takes no
+        # attribute its class does not declare (disco.native). ``memory`` is duck-typed: the
+        # memory manager or a test's stand-in; recovery asks it only what it implements.
+        self.memory: Any = None
+        self.recovery: Recovery | None = None
 
     def add_hook(self, hook: object) -> None:
         self.hooks.append(hook)

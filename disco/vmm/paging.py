@@ -174,7 +174,7 @@ class Pager:
             if r.ref[e]:
                 r.ref[e] = 0
                 return True
-            return e >= hot_lo and r.state[e] == RESIDENT
+            return e >= hot_lo and bool(r.state[e] == RESIDENT)  # a bool, not numpy's
         reg = r.region  # the guest kernel (hot) then binaries and libraries (cold)
         return reg is not None and -e - 1 < r.vm.profile.working_set_fraction * reg.n
 

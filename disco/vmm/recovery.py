@@ -121,7 +121,7 @@ class Recovery:
         self.after_resume: list[tuple] = []  # (callback, args) deferred while paused
         self.repairs_due = 0  # failed cells with a repair scheduled
         self.waiting: list[tuple[VM, int | None]] = []  # arrivals waiting for a repaired cell
-        mon.recovery = self  # type: ignore[attr-defined]
+        mon.recovery = self
         mon.add_hook(self)
         mon.extra_metrics.append(self.metrics)
         mon.extra_tables["faults"] = self.table
