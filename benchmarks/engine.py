@@ -4,6 +4,10 @@ N processes, each repeatedly waiting a random time (delays drawn up front, the s
 three, so only the event machinery is timed). Prints events/s of each and the ratios.
 Targets (issue 7): disco >= 0.8 x bare heapq, >= 2 x SimPy.
 
+``disco`` is the loop ``import disco`` chose: compiled when a current build exists
+(``disco.native``). ``disco-src`` is always the loop's Python source, loaded on its own, so one
+run shows both.
+
     python benchmarks/engine.py [--events 400000] [--procs 100]
 """
 
@@ -11,19 +15,32 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import importlib.util
 import time
+from functools import partial
 
 import numpy as np
 
+from disco import native
 from disco.engine import EventLoop
+
+
+def source_event_loop() -> type[EventLoop]:
+    """disco's EventLoop from ``loop.py`` itself, whether or not the core runs compiled."""
+    spec = importlib.util.spec_from_file_location(
+        "disco_loop_source", native.PACKAGE_DIR / "engine" / "loop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EventLoop
 
 
 def delays_for(n_events: int, seed: int = 0) -> list[float]:
     return np.random.default_rng(seed).exponential(1.0, n_events).tolist()
 
 
-def run_disco(n_procs: int, delays: list[float]) -> int:
-    loop = EventLoop()
+def run_disco(n_procs: int, delays: list[float], loop_class: type[EventLoop] = EventLoop) -> int:
+    loop = loop_class()
     schedule = loop.schedule
     it = iter(delays)
     budget = len(delays) - n_procs
@@ -94,7 +111,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     delays = delays_for(args.events)
-    runners = {"heapq": run_heapq, "disco": run_disco, "simpy": run_simpy}
+    runners = {"heapq": run_heapq, "disco": run_disco,
+               "disco-src": partial(run_disco, loop_class=source_event_loop()),
+               "simpy": run_simpy}
     rates = dict.fromkeys(runners, 0.0)
     counts = dict.fromkeys(runners, 0)
     # Round robin, best of each: a burst of load on this shared machine hits all three alike.
@@ -103,10 +122,12 @@ def main() -> None:
             t0 = time.perf_counter()
             counts[name] = fn(args.procs, delays)
             rates[name] = max(rates[name], counts[name] / (time.perf_counter() - t0))
+    print(f"disco's core: {native.describe()}")
     for name, rate in rates.items():
-        print(f"{name:6s} {counts[name]:>9d} events  {rate / 1e6:6.2f} M events/s")
-    print(f"disco / heapq = {rates['disco'] / rates['heapq']:.2f}  (target >= 0.8)")
-    print(f"disco / simpy = {rates['disco'] / rates['simpy']:.2f}  (target >= 2)")
+        print(f"{name:9s} {counts[name]:>9d} events  {rate / 1e6:6.2f} M events/s")
+    for name in ("disco", "disco-src"):
+        print(f"{name} / heapq = {rates[name] / rates['heapq']:.2f}  (target >= 0.8)   "
+              f"{name} / simpy = {rates[name] / rates['simpy']:.2f}  (target >= 2)")
 
 
 if __name__ == "__main__":

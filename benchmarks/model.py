@@ -15,7 +15,7 @@ import argparse
 import resource
 import time
 
-from disco import SimConfig, simulate
+from disco import SimConfig, native, simulate
 from disco.config import compose
 
 
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     duration = f"sim.duration_s={args.duration}"
+    print(f"core: {native.describe()}")
     measure("no faults     ", compose([duration]), args.repeats)
     measure("fault campaign", compose([duration, "faults=campaign"]), args.repeats)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,7 +21,7 @@ import math
 import resource
 import time
 
-from disco import SimConfig, simulate
+from disco import SimConfig, native, simulate
 
 
 def scaled_config(cpus: int, duration: float, memory_per_node_mb: int | None = None) -> SimConfig:
@@ -47,6 +47,7 @@ def main() -> None:
                     help="time each size for at least this long in all; keep the best run")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"core: {native.describe()}")
     cfgs, metrics, rss, per_round = {}, {}, {}, {}
     for cpus in sizes:  # warm-up, smallest first, so the peak RSS so far is this size's
         cfgs[cpus] = cfg = scaled_config(cpus, args.duration)

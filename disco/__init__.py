@@ -2,10 +2,15 @@
 
 ``from disco import simulate, SimConfig`` is all a notebook needs. The framework (Hydra, Ray,
 polars, seaborn) lives in ``disco.framework`` and is imported only when used.
+The simulator core runs compiled when a current build exists (``disco.native``).
 """
 
-from disco.config import ConfigError, SimConfig
-from disco.result import SimResult
-from disco.runner import simulate
+from disco import native
+
+native.enable()  # before any core module is imported: it decides where they come from
+
+from disco.config import ConfigError, SimConfig  # noqa: E402  (after enable)
+from disco.result import SimResult  # noqa: E402
+from disco.runner import simulate  # noqa: E402
 
 __all__ = ["ConfigError", "SimConfig", "SimResult", "simulate"]

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from disco import SimConfig
+import pytest
+
+from disco import SimConfig, native
 
 SMALL = {
     "machine": {"nodes": 4, "cpus_per_node": 2},
@@ -31,3 +37,20 @@ def small_config(extra: dict[str, Any] | None = None) -> SimConfig:
 
 def without_wall_time(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "wall_time_s"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test marked ``python_sources`` patches methods of the core's objects, which compiled
+    classes refuse (``disco.native``): when the core runs compiled, run the test in a fresh
+    pytest on the Python sources instead, and let its outcome be this test's."""
+    if pyfuncitem.get_closest_marker("python_sources") is None or not native.STATE.active:
+        return None
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DISCO_PURE": "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          pyfuncitem.nodeid], cwd=root, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"on the Python sources (DISCO_PURE=1):\n{out.stdout[-6000:]}{out.stderr}",
+                    pytrace=False)
+    return True

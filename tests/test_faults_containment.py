@@ -141,6 +141,7 @@ def _setup(oracle, memory, snapshot):
     return setup
 
 
+@pytest.mark.python_sources  # the oracle wraps MemoryManager.on_cell_failed
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
 def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
@@ -173,6 +174,7 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
     assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
 
 
+@pytest.mark.python_sources  # the oracle wraps MemoryManager.on_cell_failed
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes(), st.floats(0.0, 0.6), st.integers(0, 7),
        st.sampled_from(["node", "router", "link", "firmware"]))

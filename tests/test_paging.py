@@ -186,6 +186,7 @@ def _io_log(overrides: list[str], acts: tuple[str, ...]) -> list[tuple[float, in
     return log
 
 
+@pytest.mark.python_sources  # patches Disks.request
 @pytest.mark.parametrize("switch, acts", [
     ("paging_skip_freed", ("avoided_free", "avoided_free_reads")),
     ("paging_shared_once", ("avoided_shared",)),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from disco import native
 from disco.framework import results
 from disco.framework.provenance import now_iso
 
@@ -123,6 +124,7 @@ def write_outputs(path: Any, spec: RunSpec, ctx: RunContext, row: dict[str, Any]
         "key": spec.key, "study": spec.study, "task": ctx.task,
         "seed": spec.seed, "base_seed": spec.base_seed, "replicate": spec.replicate,
         "host": socket.gethostname(), "pid": os.getpid(),
+        "core": native.describe(),  # compiled or the Python sources (same results, not speed)
         "started_at": started, "ended_at": ended, "status": row["status"],
     }
     results.write_run(path, row=row, config=spec.config, provenance=prov, result=result,
