@@ -63,8 +63,10 @@ def build(native_dir: Path = NATIVE_DIR, quiet: bool = True) -> Path:
         modules: dict[str, dict[str, str]] = {}
         shared: dict[str, str] = {}
         for ext in sorted((tmp / "lib").rglob("*" + SUFFIX)):
-            name = ext.relative_to(tmp / "lib").as_posix().removesuffix(SUFFIX).replace("/", ".")
-            target = name + SUFFIX  # flat: the finder loads by module name, not by path
+            # Kept in the package layout: mypyc's code sets __file__ from it.
+            target = ext.relative_to(tmp / "lib").as_posix()
+            name = target.removesuffix(SUFFIX).replace("/", ".")
+            (staged / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ext, staged / target)
             if name in sources:
                 modules[name] = {"source": sources[name].relative_to(PACKAGE_DIR).as_posix(),
