@@ -105,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "build":
         build(quiet=not args.verbose)
-        # A fresh interpreter must now pick the build up: proves it loads, not just that it built.
+        # A fresh interpreter must now pick the build up and load every module of the core
+        # (the runner imports them all): proves it works, not just that it was built.
         check = subprocess.run(
-            [sys.executable, "-c", "import disco.native as n; print(n.STATE.reason); "
-             "raise SystemExit(not n.STATE.active)"],
+            [sys.executable, "-c", "import disco.native as n, disco.runner; "
+             "print(n.STATE.reason); raise SystemExit(not n.STATE.active)"],
             env={k: v for k, v in os.environ.items() if k != "DISCO_PURE"},
             capture_output=True, text=True)
         print(f"disco.native: {check.stdout.strip() or check.stderr.strip()}")
