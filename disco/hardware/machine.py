@@ -10,10 +10,15 @@ same cell, other cell.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from disco.config import SimConfig
 
-SAME_CPU, SAME_NODE, SAME_CELL, OTHER_CELL = 0, 1, 2, 3
+# Final: inlined when compiled (see vmm/state.py)
+SAME_CPU: Final = 0
+SAME_NODE: Final = 1
+SAME_CELL: Final = 2
+OTHER_CELL: Final = 3
 DISTANCE_NAMES = ("same_cpu", "same_node", "same_cell", "other_cell")
 
 

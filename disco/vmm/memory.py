@@ -65,7 +65,7 @@ slowdown". Contention, remote or borrowed memory and paging show as more.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -77,7 +77,9 @@ from disco.vmm.state import DONE, LOST, RUNNING, VCPU, VM
 if TYPE_CHECKING:
     from disco.vmm.monitor import Monitor
 
-FREE, SHARED, REPLICA = -1, -2, -3
+FREE: Final = -1  # Final: inlined when compiled (see vmm/state.py)
+SHARED: Final = -2
+REPLICA: Final = -3
 PAGE_BATCH = 4  # [A] chunks the pager frees at once
 FREE_LAG_S = 0.5  # [A] a guest-freed chunk is reused about this long after it was freed
 

@@ -43,12 +43,16 @@ optimisation on can write more than the same seed with it off; compare means ove
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from disco.vmm.memory import MemoryManager, VMMemory
 
-EMPTY, RESIDENT, ON_DISK, FREED = 0, 1, 2, 3
+# Final: inlined when compiled (see vmm/state.py)
+EMPTY: Final = 0
+RESIDENT: Final = 1
+ON_DISK: Final = 2
+FREED: Final = 3
 
 
 class Pager:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
@@ -14,9 +15,16 @@ from disco.config import WorkloadProfile
 
 # VCPU states (PAPER.md): RUNNING on its CPU; RUNNABLE waiting in its CPU's run queue;
 # IDLE in the guest's idle loop; BLOCKED on I/O; DONE with its work; LOST with a failed VM.
-RUNNING, RUNNABLE, IDLE, BLOCKED, DONE, LOST = range(6)
+# Final: the compiled core (disco.native) inlines them; a plain module global is a dict lookup
+# at every use: ~10 an event, and Final took 9 % off the compiled run's instructions (callgrind).
+RUNNING: Final = 0
+RUNNABLE: Final = 1
+IDLE: Final = 2
+BLOCKED: Final = 3
+DONE: Final = 4
+LOST: Final = 5
 STATE_NAMES = ("running", "runnable", "guest_idle", "blocked_io", "done", "lost")
-INF = float("inf")
+INF: Final = float("inf")
 
 
 @dataclass(slots=True, eq=False)
