@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from disco.config import HARDWARE_FAULT_TYPES, FaultsConfig, ScheduledFault
-from disco.engine import EventLoop, RandomStreams
+from disco.engine import EventLoop, Handle, RandomStreams
 from disco.hardware.machine import Machine
 
 
@@ -114,7 +114,7 @@ class FaultInjector:
         self._arm(kind, rate)
         self.handler(hardware_fault(self.machine, kind, node, self.loop.now))
 
-    def arm_software(self, vm_id: int) -> int | None:
+    def arm_software(self, vm_id: int) -> Handle | None:
         """Draw when a running VM's guest OS crashes; returns the event handle (None: never)."""
         rate = self.cfg.software_rate
         if rate <= 0.0:

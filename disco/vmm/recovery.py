@@ -52,6 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from disco.engine import Handle
 from disco.hardware.faults import Fault, FaultInjector
 from disco.vmm.state import CPU, INF, RUNNABLE, VCPU, VM
 from disco.vmm.vm_migration import VMMigrator
@@ -83,7 +84,7 @@ class Episode:
 
     records: list[FaultRecord]
     start: float
-    event: int | None = None
+    event: Handle | None = None
 
 
 class Recovery:
@@ -102,7 +103,7 @@ class Recovery:
         self.follow = INF if f.data_follow_s is None else f.data_follow_s
         # VM id -> cell -> when its monitor data there is gone (INF: it stays).
         self.data: dict[int, dict[int, float]] = {}
-        self.sw_events: dict[int, int] = {}
+        self.sw_events: dict[int, Handle] = {}
         self.blame: dict[int, FaultRecord] = {}  # condemned VM id -> its fault
         self.why: dict[int, str | None] = {}  # condemned VM id -> its tie at the fault
         self.lazy_pending: dict[int, FaultRecord] = {}

@@ -12,6 +12,7 @@ from typing import Final
 import numpy as np
 
 from disco.config import WorkloadProfile
+from disco.engine import Handle
 
 # VCPU states (PAPER.md): RUNNING on its CPU; RUNNABLE waiting in its CPU's run queue;
 # IDLE in the guest's idle loop; BLOCKED on I/O; DONE with its work; LOST with a failed VM.
@@ -41,7 +42,7 @@ class VCPU:
     rate: float = 1.0  # progress per second in this segment, once the debt is paid
     spinning: bool = False  # slowed by a descheduled sibling (gang scheduling off)
     target_is_work: bool = False  # the pending event ends the work (else a run)
-    event: int | None = None  # handle of its pending run-end or wake-up event
+    event: Handle | None = None  # handle of its pending run-end or wake-up event
     wait_since: float = 0.0  # when it last became runnable
     # Buffered uniform randoms as packed doubles: 8 bytes each, where a list of floats takes 32
     # (2 KB a VCPU, 4 MB at 1024 CPUs): a smaller working set for the caches. Alternating A/B
@@ -77,7 +78,7 @@ class VM:
     running: bool = False  # dispatched as a gang
     dispatched_at: float = 0.0
     slice_start: float = 0.0
-    slice_event: int | None = None
+    slice_event: Handle | None = None
     wait_since: float = INF  # waiting as a gang since (INF: not waiting)
     runnable: int = 0  # VCPUs RUNNABLE
     active: int = 0  # VCPUs RUNNING
@@ -100,6 +101,6 @@ class CPU:
     waiting: int = 0  # RUNNABLE VCPUs in the queue
     load: int = 0  # RUNNABLE + RUNNING VCPUs in the queue: the balancers' load
     kick_pending: bool = False
-    slice_event: int | None = None  # gang scheduling off: this CPU's own time slice
+    slice_event: Handle | None = None  # gang scheduling off: this CPU's own time slice
     slice_start: float = 0.0
     online: bool = True
