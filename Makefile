@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The simulator core compiled with mypyc (disco/native.py): 2-3 x faster, the same metrics.
-# NATIVE=0 skips it (no C compiler); the Python sources then run, and `make native` builds it.
+# `make test NATIVE=0` (any target) skips it, e.g. with no C compiler: the Python sources run.
 NATIVE ?= 1
 NATIVE_BUILD := disco/_native/manifest.json
 CORE := $(wildcard disco/engine/*.py disco/hardware/*.py disco/vmm/*.py)
