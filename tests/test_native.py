@@ -37,7 +37,8 @@ for name, overrides in json.loads(sys.argv[1]).items():
     r = simulate(compose(overrides))
     metrics = {k: v for k, v in r.metrics.items() if k != "wall_time_s"}
     blob = json.dumps([metrics, r.timeline, r.vms, r.tables], sort_keys=True, default=repr)
-    out["runs"][name] = [hashlib.sha256(blob.encode()).hexdigest(), metrics["events"]]
+    exercised = {k: metrics.get(k, 0) for k in ("events", "faults_injected", "pages_out")}
+    out["runs"][name] = [hashlib.sha256(blob.encode()).hexdigest(), exercised]
 print(json.dumps(out))
 """
 
@@ -68,7 +69,9 @@ def test_compiled_and_python_sources_give_identical_results():
     compiled, pure = _digests(pure=False), _digests(pure=True)
     assert compiled["active"] and not pure["active"]
     assert compiled["runs"] == pure["runs"]
-    assert all(events > 1000 for _, events in pure["runs"].values())
+    runs = {name: exercised for name, (_, exercised) in pure["runs"].items()}
+    assert all(r["events"] > 1000 for r in runs.values())
+    assert runs["faults"]["faults_injected"] > 0 and runs["paging"]["pages_out"] > 0
 
 
 def _fake_build(tmp_path: Path) -> tuple[Path, Path]:
