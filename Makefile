@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 NATIVE ?= 1
 NATIVE_BUILD := disco/_native/manifest.json
 CORE := $(wildcard disco/engine/*.py disco/hardware/*.py disco/vmm/*.py)
+BUILD_NATIVE := DISCO_PURE=1 $(PY) -m disco.native_build
 
 .PHONY: setup native test run lint bench clean
 
@@ -24,10 +25,10 @@ $(STAMP): pyproject.toml
 # Rebuilt when a core source changes; `import disco` also checks the sources' hashes and runs
 # them instead of a stale build.
 $(NATIVE_BUILD): $(STAMP) $(CORE)
-	DISCO_PURE=1 $(PY) -m disco.native_build
+	$(BUILD_NATIVE)
 
 native: $(STAMP)
-	DISCO_PURE=1 $(PY) -m disco.native_build
+	$(BUILD_NATIVE)
 
 test: setup
 	DISCO_EXPECT_NATIVE=$(NATIVE) $(PY) -m pytest

@@ -126,10 +126,11 @@ class _NativeFinder(MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, file, loader=loader)
 
 
-def describe() -> str:
-    """What this process runs, for benchmarks and logs."""
-    kind = "compiled" if STATE.active else "Python sources"
-    return f"{kind} ({STATE.reason})"
+def describe(decision: Decision | None = None) -> str:
+    """What this process runs (or ``decision`` would run), for benchmarks and logs."""
+    decision = STATE if decision is None else decision
+    kind = "compiled" if decision.active else "Python sources"
+    return f"{kind} ({decision.reason})"
 
 
 def enable() -> Decision:

@@ -24,6 +24,7 @@ from disco.native import (
     SUFFIX,
     core_sources,
     decide,
+    describe,
     source_hash,
 )
 
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(NATIVE_DIR, ignore_errors=True)
         print(f"disco.native: removed {NATIVE_DIR}")
         return 0
-    decision = decide(PACKAGE_DIR, NATIVE_DIR, os.environ)
-    print(f"disco.native: {'compiled' if decision.active else 'Python'}: {decision.reason}")
+    print(f"disco.native: {describe(decide(PACKAGE_DIR, NATIVE_DIR, os.environ))}")
     return 0
 
 

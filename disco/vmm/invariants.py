@@ -93,7 +93,7 @@ class InvariantChecker:
         """Fault recovery: an offline CPU runs nothing; while recovery pauses the machine no
         CPU runs; once a failed cell is recovered no running VM still has a VCPU there."""
         mon = self.mon
-        rec = getattr(mon, "recovery", None)
+        rec = mon.recovery
         if rec is None:
             return
         for cpu in mon.cpus:
@@ -120,7 +120,7 @@ class InvariantChecker:
         every 64th event a full audit (``audit_memory``)."""
         from disco.vmm.memory import MemoryManager
 
-        mm = getattr(self.mon, "memory", None)
+        mm = self.mon.memory
         if not isinstance(mm, MemoryManager):  # absent, or a test's stand-in
             return
         used = np.bincount(np.flatnonzero(mm.f_owner != -1) // mm.fpn, minlength=len(mm.free))

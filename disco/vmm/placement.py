@@ -56,7 +56,7 @@ class Placement:
         m = mon.machine
         cells = self.choose_cells(len(vm.vcpus), home_cell)
         if cells is None:  # too few live cells after faults: wait for a repair, or never run
-            recovery = getattr(mon, "recovery", None)
+            recovery = mon.recovery
             if recovery is None or not recovery.defer_arrival(vm, home_cell):
                 mon.kill_vm(vm)
             return

@@ -146,7 +146,7 @@ class Recovery:
         self.mon.loop.cancel(self.sw_events.pop(vm.id, None))
 
     def memory_cells(self, vm: VM) -> set[int]:
-        memory = getattr(self.mon, "memory", None)
+        memory = self.mon.memory
         if memory is not None:
             return set(memory.memory_cells(vm))
         return set(vm.home_cells)
@@ -213,7 +213,7 @@ class Recovery:
                 self.blame[vm.id] = rec
                 self.why[vm.id] = self.dependency(vm, new)
         # The cells' memory is gone now: nothing may be placed there from this instant.
-        failed_hook = getattr(getattr(self.mon, "memory", None), "on_cell_failed", None)
+        failed_hook = getattr(self.mon.memory, "on_cell_failed", None)
         if failed_hook is not None:
             for c in had_memory:  # an evacuated cell's memory was handed back already
                 failed_hook(c)
@@ -320,7 +320,7 @@ class Recovery:
         mon = self.mon
         self.cell_state[cell] = EVACUATED
         mon.cell_live[cell] = False
-        failed_hook = getattr(getattr(mon, "memory", None), "on_cell_failed", None)
+        failed_hook = getattr(mon.memory, "on_cell_failed", None)
         if failed_hook is not None:
             failed_hook(cell)
         for i in mon.machine.cell_cpus(cell):
@@ -349,8 +349,7 @@ class Recovery:
             return
         self.cell_state[cell] = LIVE
         mon.cell_live[cell] = True
-        memory = getattr(mon, "memory", None)
-        repaired = getattr(memory, "on_cell_repaired", None)
+        repaired = getattr(mon.memory, "on_cell_repaired", None)
         if repaired is not None:
             repaired(cell)
         for i in mon.machine.cell_cpus(cell):
