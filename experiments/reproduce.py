@@ -5,10 +5,12 @@
 Studies (default: all, in PAPER.md's order): overhead, containment_overhead, cpu_balance,
 memory_borrowing, paging, recovery, containment, vs_partitioning, plus smoke_balance (the
 framework's smoke study and its figure). Each is ``conf/experiment/<study>.yaml`` (small) or
-``<study>_full.yaml`` (full); runs already complete are skipped by the framework. Small sweeps
-run serially in this process (their runs take milliseconds, less than a Ray start); full sweeps
-use the framework's default, a private local Ray per sweep. Any ``key=value`` argument is a
-Hydra override passed to every sweep, e.g. ``results_dir=/tmp/r`` or ``sweep.serial=false``.
+``<study>_full.yaml`` (full); runs already complete are skipped by the framework. The sweeps
+run on one private local Ray, started by the first study with runs left to do and stopped after
+the last (``ray_backend.shared``): one Ray start for all studies, none when every run is cached.
+Any ``key=value`` argument is a Hydra override passed to every sweep, e.g.
+``results_dir=/tmp/r``, ``sweep.serial=true`` (no Ray: every run in this process) or
+``ray.address=auto`` (an existing cluster).
 
 Then ``analysis/<study>.py`` draws each figure and ``analysis/report.py`` writes
 ``<results_dir>/report/index.md`` and ``index.html``.
@@ -48,41 +50,49 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def run_study(study: str, size: str, overrides: list[str]):
-    """Plan and run one study's sweep; returns (plan, outcome) or None on a config error."""
+    """Plan and run one study's sweep; returns (plan, outcome), or None on a config error or
+    when Ray cannot be started."""
     from disco.config import ConfigError
     from disco.framework.plan import PlanError, make_plan
+    from disco.framework.ray_backend import RayStartError
     from disco.framework.sweep import run_sweep
 
     experiment = study if size == "small" or study == SMOKE else f"{study}_full"
-    default = ["sweep.serial=true"] if size == "small" else []
-    args = [f"+experiment={experiment}", *default, *overrides]
+    args = [f"+experiment={experiment}", *overrides]
     try:
         plan = make_plan(args, argv=["reproduce.py", *args])
     except (ConfigError, PlanError) as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
-    return plan, run_sweep(plan, argv=["reproduce.py", *args])
+    try:
+        return plan, run_sweep(plan, argv=["reproduce.py", *args])
+    except RayStartError as e:
+        print(f"{study}: error: {e}", file=sys.stderr)
+        return None
 
 
 def main(argv: list[str]) -> int:
     from plot_metric import plot
     from report import build
 
+    from disco.framework import ray_backend
+
     a = parse(argv)
     t0 = time.perf_counter()
     rc, results_dir = 0, None
-    for study in a.studies:
-        done = run_study(study, a.size, a.overrides)
-        if done is None:
-            return 2
-        plan, outcome = done
-        results_dir = plan.results_dir
-        print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
-              f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
-        if outcome.failed:
-            rc = 1
-        if study == SMOKE and outcome.runs_path:
-            print(f"figure: {plot(outcome.runs_path, 'cpu_utilization', by='policy')}")
+    with ray_backend.shared():
+        for study in a.studies:
+            done = run_study(study, a.size, a.overrides)
+            if done is None:
+                return 2
+            plan, outcome = done
+            results_dir = plan.results_dir
+            print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
+                  f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
+            if outcome.failed:
+                rc = 1
+            if study == SMOKE and outcome.runs_path:
+                print(f"figure: {plot(outcome.runs_path, 'cpu_utilization', by='policy')}")
     index, sections = build(results_dir, a.size, studies=[s for s in a.studies if s != SMOKE])
     for s in sections:
         if s.error:

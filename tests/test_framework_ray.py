@@ -143,3 +143,43 @@ def test_attach_to_an_existing_cluster_ships_the_code_and_writes_absolute_paths(
     df = runs_table(tmp_path / "rel_results")
     assert df.height == 2 and (df["status"] == "ok").all()
     assert str(tmp_path / "rel_results" / "default" / "runs.parquet") in out
+
+
+SHARED_SCRIPT = """
+import sys
+import ray
+from disco.cli import main
+from disco.framework import ray_backend
+
+out, sweep = sys.argv[1], sys.argv[2:]
+starts = []
+init = ray_backend.init
+ray_backend.init = lambda *a, **k: starts.append(init(*a, **k)) or starts[-1]
+with ray_backend.shared():
+    assert main([*sweep, f"results_dir={out}/a"]) == 0
+    gcs = ray.get_runtime_context().gcs_address
+    assert main([*sweep, "sim.seed=7", f"results_dir={out}/b"]) == 0
+    assert ray.is_initialized() and ray.get_runtime_context().gcs_address == gcs
+assert not ray.is_initialized(), "shared() stops the Ray it held"
+assert starts == [True, False], starts
+with ray_backend.shared():  # every run cached: Ray is not started at all
+    assert main([*sweep, f"results_dir={out}/a"]) == 0
+assert starts == [True, False] and not ray.is_initialized()
+print("ok")
+"""
+
+
+def test_shared_keeps_one_private_ray_for_consecutive_sweeps_and_stops_it(tmp_path):
+    """``make run``'s studies share one local Ray: started by the first sweep with runs to do,
+    reused by the next, stopped when ``shared()`` ends; not started when all runs are cached."""
+    import subprocess
+    import sys
+
+    from framework_helpers.common import env
+
+    sweep = ["-m", *FAST, "sim.replicates=2", "ray.num_cpus=2", "sweep.progress=false"]
+    done = subprocess.run([sys.executable, "-c", SHARED_SCRIPT, str(tmp_path), *sweep], cwd=ROOT,
+                          env={**env(), "DISCO_CACHE_DIR": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    assert runs_table(tmp_path / "a").height == runs_table(tmp_path / "b").height == 2

@@ -13,7 +13,8 @@ import math
 import os
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from disco.framework import results
 from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
 
 LOCAL = "local"
+
+# Inside ``shared()``: how to stop the private local Ray a sweep started (else None).
+_held: list[Callable[[], None]] | None = None
 
 
 class RayStartError(RuntimeError):
@@ -128,6 +132,27 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
     return True
 
 
+@contextmanager
+def shared() -> Iterator[None]:
+    """Sweeps run inside keep the private local Ray the first of them starts; it stops on exit.
+
+    ``make run`` runs nine studies one after another: one Ray start and stop (~10 s on 2 cores)
+    instead of nine. Ray still starts only when a sweep has runs left to do, with the first such
+    sweep's ``ray`` settings. Nested use is the outer one's.
+    """
+    global _held
+    if _held is not None:
+        yield
+        return
+    _held = []
+    try:
+        yield
+    finally:
+        stops, _held = _held, None
+        for stop in reversed(stops):
+            stop()
+
+
 def cluster_cpus() -> int:
     import ray
 
@@ -219,10 +244,16 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
             submit()
             tick()
     finally:
-        if started:
-            ray.shutdown()
-        if reaper:
-            reaper.close()
+        def stop() -> None:
+            if started:
+                ray.shutdown()
+            if reaper:
+                reaper.close()
+
+        if _held is not None and (started or reaper):
+            _held.append(stop)  # shared(): the next sweep finds Ray initialized and uses it
+        else:
+            stop()
 
 
 def _salvage(batch: list[RunSpec], ctx: RunContext, exc: Exception, pending: dict[Any, Any],
