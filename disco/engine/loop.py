@@ -91,17 +91,13 @@ class EventLoop:
         """Run ``callback(*args)`` after ``delay`` seconds; returns a handle for ``cancel``."""
         if delay < 0.0:
             raise ValueError(f"cannot schedule into the past (delay={delay})")
-        seq = self._seq + 1
-        self._seq = seq
-        event = Event(self.now + delay, seq, callback, args)
+        event = self._new_event(self.now + delay, callback, args)
         heappush(self._heap, event)
         return event
 
     def soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """``schedule(0.0, callback, *args)``, cheaper: runs after the events already due."""
-        seq = self._seq + 1
-        self._seq = seq
-        event = Event(self.now, seq, callback, args)
+        event = self._new_event(self.now, callback, args)
         self._soon.append(event)
         return event
 
@@ -109,11 +105,15 @@ class EventLoop:
         """Run ``callback(*args)`` at absolute ``time`` (not before now)."""
         if time < self.now:
             raise ValueError(f"cannot schedule into the past (time={time}, now={self.now})")
-        seq = self._seq + 1
-        self._seq = seq
-        event = Event(time, seq, callback, args)
+        event = self._new_event(time, callback, args)
         heappush(self._heap, event)
         return event
+
+    def _new_event(self, time: float, callback: Callable[..., Any], args: tuple) -> Event:
+        """An event with the next seq: every queued event takes one (``run`` counts by them)."""
+        seq = self._seq + 1
+        self._seq = seq
+        return Event(time, seq, callback, args)
 
     def cancel(self, handle: Handle | None) -> None:
         """Forget a scheduled event; cancelling twice or after it ran is harmless."""
@@ -142,9 +142,7 @@ class EventLoop:
         if self._stop_time is None:
             self._stop_time = self.now
             # A seq like any push, so ``run`` counts this sentinel among the pushed entries.
-            seq = self._seq + 1
-            self._seq = seq
-            heappush(self._heap, Event(_NEG_INF, seq, _halt, ()))
+            heappush(self._heap, self._new_event(_NEG_INF, _halt, ()))
 
     @property
     def pending(self) -> int:
