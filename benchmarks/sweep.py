@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import polars as pl
 
@@ -42,8 +41,7 @@ def disco(args: list[str], results: str) -> float:
 
 def runs_time(results: str) -> float:
     """The runs' own wall time, summed over every study of the sweep."""
-    frames = [pl.read_parquet(p) for p in sorted(Path(results).glob("*/runs.parquet"))]
-    return float(pl.concat(frames)["run_wall_s"].sum())
+    return float(pl.read_parquet(f"{results}/*/runs.parquet")["run_wall_s"].sum())
 
 
 def main() -> None:
