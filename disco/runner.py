@@ -1,55 +1,203 @@
-"""One run: config -> build the machine and VMs -> run the engine -> metrics.
+"""One run: config -> build the model -> run the engine -> results.
 
-Data flows one way: this module is the only one that knows every layer, and nothing below it
-imports it. It imports no framework library, so ``simulate`` is usable from a notebook.
+``build`` is the one place that knows every part of the model: it makes each mechanism with
+only the collaborators it uses, subscribes the ones that follow VMs and cells to the event bus
+(``disco/vmm/bus.py``), and schedules the first events. Data flows one way: nothing below this
+module imports it. It imports no framework library, so ``simulate`` is usable from a notebook.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from dataclasses import dataclass
 
 from disco.config import SimConfig
 from disco.engine import EventLoop, RandomStreams
+from disco.hardware import Machine
 from disco.policies import make_policy
 from disco.result import SimResult
+from disco.vmm.accounting import CpuAccounts
+from disco.vmm.bus import Bus
+from disco.vmm.cell_lifecycle import CellLifecycle
+from disco.vmm.containment import Containment
+from disco.vmm.cpu_report import CpuReport
+from disco.vmm.execution import Execution, ProgressRate, VMFactory
+from disco.vmm.gang import GangScheduler
+from disco.vmm.idle_balancer import IdleBalancer
 from disco.vmm.invariants import InvariantChecker
-from disco.vmm.memory import attach_memory
-from disco.vmm.monitor import Monitor
+from disco.vmm.memory import MemoryManager
+from disco.vmm.periodic_balancer import PeriodicBalancer
+from disco.vmm.placement import Placement
+from disco.vmm.policy import Policy
 from disco.vmm.recovery import Recovery
+from disco.vmm.reporting import Report, Reporting
+from disco.vmm.state import CPU, VM, MonitorState
+from disco.vmm.vcpu_migration import VcpuMigrator
+from disco.vmm.vm_migration import VMMigrator
 
 
-def build(cfg: SimConfig) -> Monitor:
-    """Validate and elaborate the whole model before the clock starts."""
+@dataclass(slots=True, eq=False)
+class Simulation:
+    """Every part of one run's model, as ``build`` wired them. Nothing in the model holds
+    this object: it is for the runner, tests and notebooks to look at the parts."""
+
+    cfg: SimConfig
+    loop: EventLoop
+    streams: RandomStreams
+    policy: Policy
+    machine: Machine
+    bus: Bus
+    state: MonitorState
+    acct: CpuAccounts
+    execution: Execution
+    factory: VMFactory
+    migrator: VcpuMigrator
+    idle: IdleBalancer
+    gang: GangScheduler
+    periodic: PeriodicBalancer
+    placement: Placement
+    memory: MemoryManager
+    containment: Containment
+    lifecycle: CellLifecycle
+    recovery: Recovery
+    vm_migration: VMMigrator
+    cpu_report: CpuReport
+    reporters: list[Reporting]
+
+    @property
+    def cpus(self) -> list[CPU]:
+        return self.state.cpus
+
+    @property
+    def vms(self) -> list[VM]:
+        return self.state.vms
+
+    def run(self, until: float | None = None) -> None:
+        """Run the clock to ``until`` (default: the configured duration), or until every VM
+        has finished."""
+        self.loop.run(until=self.cfg.sim.duration_s if until is None else until)
+
+    def report(self) -> Report:
+        """What every part reports now (their accounts brought up to the current time)."""
+        out = Report()
+        for part in self.reporters:
+            part.report(out)
+        return out
+
+    def metrics(self) -> dict[str, float | int]:
+        return self.report().metrics
+
+    def checker(self) -> InvariantChecker:
+        return InvariantChecker(self.loop, self.machine, self.state, self.acct,
+                                self.execution.gang_on, self.lifecycle, self.recovery,
+                                self.memory)
+
+
+def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
+    """Validate ``cfg`` and elaborate the whole model before the clock starts.
+
+    ``bus``: a bus observers have already subscribed to (they are then called before the
+    model's own subscribers); by default a new one."""
     cfg.validate()
+    p, f = cfg.policy, cfg.faults
     loop = EventLoop()
-    monitor = Monitor(cfg, loop, RandomStreams(cfg.sim.seed), make_policy(cfg))
-    attach_memory(monitor)  # placement, borrowing, paging (memory.py)
-    monitor.build()
-    Recovery(monitor)  # fault injection, containment and recovery (defaults: no faults)
+    streams = RandomStreams(cfg.sim.seed)
+    policy = make_policy(cfg)
+    machine = Machine.from_config(cfg)
+    bus = bus if bus is not None else Bus()
+    cpus = [CPU(i, machine.node_of(i), machine.cell_of(i)) for i in range(machine.cpus)]
+    state = MonitorState(cpus, machine.cells)
+    acct = CpuAccounts(machine.cells)
+
+    # CPUs: execution, the scheduler and the balancers.
+    execution = Execution(loop, state, acct, bus, ProgressRate(), p.context_switch_us * 1e-6,
+                          gang=policy.gang, spin_penalty=policy.spin_penalty)
+    factory = VMFactory(streams, state, policy)
+    warmup_s = p.cache_warmup_ms * 1e-3 * (1.0 - p.cache_warmup_slowdown)
+    migrator = VcpuMigrator(machine, state, bus, p.migration_node_us * 1e-6,
+                            p.migration_cell_us * 1e-6, p.migration_remote_us * 1e-6, warmup_s)
+    idle = IdleBalancer(machine, cpus, migrator, gang=policy.gang)
+    gang = GangScheduler(loop, cpus, execution, idle if p.idle_balancer else None,
+                         gang=policy.gang, slice_s=p.time_slice_ms * 1e-3, rpc_s=p.rpc_us * 1e-6)
+    execution.connect(gang)
+    periodic = PeriodicBalancer(loop, machine, state, migrator, gang, p.periodic_period_ms * 1e-3,
+                                p.periodic_threshold, p.allow_cell_split, policy.cross_cell_moves)
+    placement = Placement(loop, machine, state, bus, gang, execution)
+
+    # Memory.
+    memory = MemoryManager(p, policy.borrows_memory, machine, state, loop, streams, execution)
+    execution.rate = memory
+
+    # Faults: who depends on what, the cells' lifecycle, recovery, whole-VM migration.
+    containment = Containment(loop, state, memory, f.data_follow_s)
+    lifecycle = CellLifecycle(loop, machine, state, acct, gang, bus)
+    layout = cfg.layout_nodes_per_cell
+    recovery = Recovery(loop, streams, machine, state, f, layout, policy.contains_faults,
+                        containment, lifecycle, execution, factory, placement)
+    vm_migration = VMMigrator(loop, machine, state, bus, f, policy.cross_cell_moves,
+                              containment, lifecycle, gang, migrator)
+    cpu_report = CpuReport(loop, machine, state, acct, execution, cfg.sim.sample_interval_s)
+
+    # Who follows VMs and cells, in this order: memory first (a VM's memory exists before
+    # anything reasons about it), then the containment rule, then recovery.
+    bus.on_vm_arrived(memory.on_vm_arrival)
+    bus.on_vm_arrived(containment.on_vm_arrived)
+    bus.on_vm_arrived(recovery.on_vm_arrived)
+    bus.on_vcpu_moved(containment.on_vcpu_moved)
+    bus.on_vm_exited(memory.on_vm_exit)
+    bus.on_vm_exited(recovery.on_vm_exited)
+    bus.on_vm_migrated(memory.on_vm_migrated)
+    bus.on_cell_failed(memory.on_cell_failed)
+    bus.on_cell_repaired(memory.on_cell_repaired)  # the cell's memory first, then
+    bus.on_cell_repaired(placement.on_cell_repaired)  # the arrivals that waited for it
+
+    # The first events. Same-time events run in the order they were scheduled, so this order
+    # is part of every result: the balancer's and the memory's ticks, the arrivals in mix
+    # order, the timeline's samples, the faults, the evacuations.
+    if p.periodic_balancer:
+        periodic.start()
+    memory.start()
+    for group in cfg.workload.vms:
+        profile = cfg.workload.profiles[group.workload]
+        for k in range(group.count):
+            vm = factory.create(group.workload, profile, group.memory_mb,
+                                group.arrival_s + k * group.spacing_s, group.work_s, group.vcpus)
+            placement.schedule(vm, group.home_cell)
+    cpu_report.start()
+    recovery.start()
+    vm_migration.start(f.evacuate, layout)
+
+    reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, memory, recovery,
+                                  vm_migration, placement]
+    sim = Simulation(cfg, loop, streams, policy, machine, bus, state, acct, execution, factory,
+                     migrator, idle, gang, periodic, placement, memory, containment, lifecycle,
+                     recovery, vm_migration, cpu_report, reporters)
     if cfg.sim.check_invariants:
-        loop.after_event = InvariantChecker(monitor).check
-    return monitor
+        loop.after_event = sim.checker().check
+    return sim
 
 
 def simulate(cfg: SimConfig | None = None) -> SimResult:
     """Run one simulation of ``cfg`` (default: the paper machine) and return its results."""
     cfg = cfg if cfg is not None else SimConfig()
     wall0 = time.perf_counter()
-    monitor = build(cfg)
+    sim = build(cfg)
     # The cyclic garbage collector is paused for the run: the event loop allocates and frees
-    # a tuple per event but makes no garbage cycles, while each collector pass walks the
-    # run's whole object graph (CPUs, VCPUs, memory records): 3 % of the wall time at 32
-    # CPUs, 7 % at 512. Cycles left by an earlier run are collected once it is back on.
+    # an object per event but makes no garbage cycles, while each collector pass would walk
+    # the run's whole object graph (CPUs, VCPUs, memory records). Cycles left by an earlier
+    # run are collected once it is back on.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        monitor.loop.run(until=cfg.sim.duration_s)
+        sim.run()
     finally:
         if collecting:
             gc.enable()
-    metrics = monitor.metrics()
-    metrics["wall_time_s"] = time.perf_counter() - wall0
-    tables = {name: make() for name, make in monitor.extra_tables.items()}
-    return SimResult(metrics=metrics, timeline=monitor.timeline.columns(), vms=monitor.vm_table(),
-                     tables=tables)
+    out = sim.report()
+    out.metrics["wall_time_s"] = time.perf_counter() - wall0
+    return SimResult(metrics=out.metrics, timeline=sim.cpu_report.timeline.columns(),
+                     vms=out.vm_columns, tables=out.tables)
+
+
+__all__ = ["Simulation", "build", "simulate"]

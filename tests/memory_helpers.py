@@ -7,9 +7,8 @@ from typing import Any
 from conftest import merge, small_config
 
 from disco.config import SimConfig
-from disco.runner import build
+from disco.runner import Simulation, build
 from disco.vmm.memory import MemoryManager
-from disco.vmm.monitor import Monitor
 
 # Partial profile overrides replace a whole profile, so tests spell theirs out.
 PMAKE = {"burst_ms": 15.0, "io_prob": 0.35, "io_ms": 6.0, "idle_prob": 0.05, "idle_ms": 10.0,
@@ -30,16 +29,14 @@ def config(extra: dict[str, Any]) -> SimConfig:
     return small_config(extra)
 
 
-def run(cfg: SimConfig, until: float | None = None) -> tuple[Monitor, dict[str, Any]]:
-    mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s if until is None else until)
-    return mon, mon.metrics()
+def run(cfg: SimConfig, until: float | None = None) -> tuple[Simulation, dict[str, Any]]:
+    sim = build(cfg)
+    sim.run(until)
+    return sim, sim.metrics()
 
 
-def memory(mon: Monitor) -> MemoryManager:
-    mm = mon.memory  # type: ignore[attr-defined]
-    assert isinstance(mm, MemoryManager)
-    return mm
+def memory(sim: Simulation) -> MemoryManager:
+    return sim.memory
 
 
 def with_policy(base: dict[str, Any], **policy: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from memory_helpers import config, memory, run, with_policy
 
 from disco import simulate
-from disco.vmm.invariants import InvariantChecker
 
 # 128 MB nodes: cells of 256 MB. A 4-VCPU Database VM lives in one cell; at 384 MB it must
 # borrow about 128 MB from the other cell as its buffer pool grows.
@@ -63,7 +62,7 @@ def test_borrowed_amounts_balance_between_lender_and_borrower():
     bw = memory(mon).borrowing
     assert bw.on_loan > 0
     assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())
-    InvariantChecker(mon).audit_memory()  # recounts every frame's manager against the books
+    mon.checker().audit_memory()  # recounts every frame's manager against the books
 
 
 def test_database_bigger_than_its_home_cell_completes_by_borrowing_with_small_slowdown():
@@ -115,7 +114,7 @@ def test_a_lender_failure_kills_the_borrower_and_its_memory_goes_offline():
     assert m["vms_lost_dependent"] == 1
     assert not mm.cell_online[1] and mm.cell_free[1] == 0
     assert mm.borrowing.on_loan == 0 and not mm.records
-    InvariantChecker(mon).audit_memory()
+    mon.checker().audit_memory()
 
 
 def test_a_repaired_cell_lends_again():
@@ -127,7 +126,7 @@ def test_a_repaired_cell_lends_again():
     # It had not grown past its cell by the fault, so every loan came after the repair.
     assert mon.vms[0].status == "done" and m["borrow_operations"] > 0
     assert mm.cell_free[1] == 2 * mm.fpn  # all of it back
-    InvariantChecker(mon).audit_memory()
+    mon.checker().audit_memory()
 
 
 def test_the_borrowing_study_measures_borrowing_not_paging():

@@ -3,68 +3,57 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from conftest import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from disco import SimConfig
-from disco.runner import build
-from disco.vmm.invariants import InvariantChecker
-
-HAVE_MEMORY = importlib.util.find_spec("disco.vmm.memory") is not None
+from disco.runner import Simulation, build
+from disco.vmm.bus import Bus
 
 
-def attach_real_memory(mon):
-    from disco.vmm.memory import attach_memory
-
-    attach_memory(mon)
-
-
-def _run(cfg: SimConfig, setup=None, probe_at: float | None = None, probe=None):
-    """Build, optionally patch the monitor, run; ``probe(mon)`` runs just after a fault at
-    ``probe_at`` (the fault was scheduled first, so it has already struck)."""
-    mon = build(cfg)
-    if setup is not None:
-        setup(mon)
+def _run(cfg: SimConfig, bus: Bus | None = None, probe_at: float | None = None, probe=None):
+    """Build (with observers already on ``bus``), run; ``probe(sim)`` runs just after a fault
+    at ``probe_at`` (the fault was scheduled first, so it has already struck)."""
+    sim = build(cfg, bus)
     if probe is not None:
-        mon.loop.at(probe_at, probe, mon)
-    mon.loop.run(until=cfg.sim.duration_s)
-    return mon, mon.metrics()
+        sim.loop.at(probe_at, probe, sim)
+    sim.run()
+    return sim, sim.metrics()
 
 
 class Oracle:
-    """An independent record of the dependency rule: home cells (monitor data and, without a
-    memory model, memory), cells with a VCPU now, cells a VCPU left less than
-    ``data_follow_s`` ago (never forgotten when it is null), and memory cells."""
+    """An independent record of the dependency rule: home cells (monitor data), cells with a
+    VCPU now, cells a VCPU left less than ``data_follow_s`` ago (never forgotten when it is
+    null), and the cells holding the VM's memory. It watches through the bus, subscribed
+    before the model's own subscribers, so at ``cell_failed`` it sees the memory as it was
+    when the cell died."""
 
     def __init__(self, follow: float | None) -> None:
         self.follow = follow
         self.left: dict[tuple[int, int], float] = {}  # (vm, cell) -> last time a VCPU left
+        self.bus = Bus()
+        self.sim: Simulation | None = None
+        self.bus.on_vcpu_moved(self._moved)
 
-    def attach(self, mon):
-        oracle = self
+    def _moved(self, v, src, dst):
+        if src.cell != dst.cell:
+            self.left[(v.vm.id, src.cell)] = self.sim.loop.now
 
-        class Hook:
-            def on_vcpu_moved(self, v, src, dst):
-                if src.cell != dst.cell:
-                    oracle.left[(v.vm.id, src.cell)] = mon.loop.now
-
-        mon.add_hook(Hook())
-        self.mon = mon
+    def run(self, cfg: SimConfig):
+        self.sim = sim = build(cfg, self.bus)
+        sim.run()
+        return sim, sim.metrics()
 
     def dependents(self, cells: set[int]) -> set[int]:
-        mon, now = self.mon, self.mon.loop.now
-        memory = getattr(mon, "memory", None)
+        sim = self.sim
+        now = sim.loop.now
         out = set()
-        for vm in mon.vms:
+        for vm in sim.vms:
             if vm.status != "running":
                 continue
-            tied = set(vm.home_cells) | set(vm.cell_vcpus)
-            if memory is not None:
-                tied |= set(memory.memory_cells(vm))
+            tied = set(vm.home_cells) | set(vm.cell_vcpus) | sim.memory.memory_cells(vm)
             for (vm_id, cell), when in self.left.items():
                 if vm_id == vm.id and (self.follow is None or when + self.follow > now):
                     tied.add(cell)
@@ -73,9 +62,9 @@ class Oracle:
         return out
 
 
-def _lost(mon) -> set[int]:
+def _lost(sim) -> set[int]:
     # A VM that never arrived (no live cells could hold it) is not a fault's victim.
-    return {vm.id for vm in mon.vms if vm.status == "lost" and vm.home_cells}
+    return {vm.id for vm in sim.vms if vm.status == "lost" and vm.home_cells}
 
 
 @st.composite
@@ -101,9 +90,6 @@ def machines_and_mixes(draw):
     seed = draw(st.integers(0, 1000))
     follow = draw(st.sampled_from([None, 0.0, 0.05, 0.3]))
     policy = draw(st.sampled_from([{}, {"periodic_period_ms": 20.0, "periodic_threshold": 0.5}]))
-    memory = draw(st.sampled_from(["none", "stub", "real"] if HAVE_MEMORY else ["none", "stub"]))
-    if memory == "stub":
-        memory = (draw(st.integers(0, 11)), draw(st.integers(0, cells - 1)))
     return {
         "machine": {"nodes": nodes, "cpus_per_node": cpn,
                     "memory_per_node_mb": draw(st.sampled_from([64, 128, 512]))},
@@ -113,53 +99,25 @@ def machines_and_mixes(draw):
         "sim": {"duration_s": 4.0, "seed": seed, "check_invariants": True},
         "faults": {"scheduled": [{"type": kind, "node": node, "at_s": at}],
                    "data_follow_s": follow},
-    }, memory
+    }
 
 
-def _setup(oracle, memory, snapshot):
-    """Attach the oracle and the memory variant; the oracle looks just before the failed cell's
-    memory is dropped."""
-
-    def setup(mon):
-        oracle.attach(mon)
-        if memory == "real" and getattr(mon, "memory", None) is None:
-            attach_real_memory(mon)
-        elif isinstance(memory, tuple):
-            BorrowingMemory(*memory).attach(mon)
-        elif memory == "none":
-            mon.memory = None
-        mm = mon.memory
-        if mm is not None:
-            failed = mm.on_cell_failed
-
-            def on_cell_failed(cell):
-                snapshot(mon)
-                failed(cell)
-
-            mm.on_cell_failed = on_cell_failed
-
-    return setup
-
-
-@pytest.mark.python_sources  # the oracle wraps MemoryManager.on_cell_failed
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes())
-def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
-    data, memory = case
+def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(data):
     cfg = SimConfig.from_dict(data)
-    fault = cfg.faults.scheduled[0]
     oracle = Oracle(cfg.faults.data_follow_s)
     seen: dict[str, set[int]] = {}
 
-    def snapshot(mon):
+    def snapshot(cell):
         if not seen:
-            rec = mon.recovery.records[0]
+            rec = oracle.sim.recovery.records[0]
             seen["cells"] = set(rec.cells)
             seen["dependent"] = oracle.dependents(set(rec.cells))
 
-    setup = _setup(oracle, memory, snapshot)
-    mon, m = _run(cfg, setup=setup, probe_at=fault.at_s, probe=snapshot)
-    lost = _lost(mon)
+    oracle.bus.on_cell_failed(snapshot)
+    sim, m = oracle.run(cfg)
+    lost = _lost(sim)
     if not seen:  # every VM finished before the fault: the run ended first
         assert not lost and m["faults_injected"] == 0
         return
@@ -167,19 +125,17 @@ def test_a_cell_fault_kills_exactly_the_vms_that_depended_on_it(case):
     assert m["faults_injected"] == 1 and m["faults_contained"] == 1
     assert m["vms_lost"] == m["vms_lost_dependent"] == len(lost)
     # No VM outside the failed cells was touched, and none runs on there afterwards.
-    for vm in mon.vms:
+    for vm in sim.vms:
         if vm.status == "running":
             assert not seen["cells"] & set(vm.cell_vcpus)
-    row = mon.extra_tables["faults"]()
+    row = sim.report().tables["faults"]
     assert row["contained"] == [True] and row["vms_lost"] == [len(lost)]
 
 
-@pytest.mark.python_sources  # the oracle wraps MemoryManager.on_cell_failed
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(machines_and_mixes(), st.floats(0.0, 0.6), st.integers(0, 7),
        st.sampled_from(["node", "router", "link", "firmware"]))
-def test_two_faults_even_during_recovery_kill_exactly_their_dependents(case, gap, node, kind):
-    data, memory = case
+def test_two_faults_even_during_recovery_kill_exactly_their_dependents(data, gap, node, kind):
     first = data["faults"]["scheduled"][0]
     second = {"type": kind, "node": node % data["machine"]["nodes"],
               "at_s": first["at_s"] + gap}
@@ -188,25 +144,19 @@ def test_two_faults_even_during_recovery_kill_exactly_their_dependents(case, gap
     oracle = Oracle(cfg.faults.data_follow_s)
     expected: dict[int, set[int]] = {}  # fault index -> dependents when it struck
 
-    def snapshot(mon):
-        for i, rec in enumerate(mon.recovery.records):  # faults at one instant: in order
+    def snapshot(cell):
+        for i, rec in enumerate(oracle.sim.recovery.records):  # faults at one instant: in order
             if i not in expected and rec.cells:
                 taken = set().union(*expected.values()) if expected else set()
                 expected[i] = oracle.dependents(set(rec.cells)) - taken
 
-    attach = _setup(oracle, memory, snapshot)
-
-    def setup(mon):
-        attach(mon)
-        for sf in cfg.faults.scheduled:
-            mon.loop.at(sf.at_s, snapshot, mon)
-
-    mon, m = _run(cfg, setup=setup)
-    lost = _lost(mon)
+    oracle.bus.on_cell_failed(snapshot)
+    sim, m = oracle.run(cfg)
+    lost = _lost(sim)
     assert lost == set().union(*expected.values()) if expected else not lost
     assert m["faults_contained"] == m["faults_injected"]
     assert m["vms_lost"] == m["vms_lost_dependent"] == len(lost)
-    table = mon.extra_tables["faults"]()
+    table = sim.report().tables["faults"]
     for i, n in enumerate(table["vms_lost"]):
         assert n == len(expected.get(i, ()))
     if m["faults_injected"] == 2 and table["cells"][1] and gap < 0.05:
@@ -217,9 +167,8 @@ def test_two_faults_even_during_recovery_kill_exactly_their_dependents(case, gap
 @given(machines_and_mixes(), st.floats(0.2, 2.0), st.booleans(),
        st.sampled_from(["cellular_disco", "disco_one_cell", "fixed_partition", "smp_os"]),
        st.booleans())
-def test_many_random_faults_keep_the_invariants_and_are_all_contained(case, rate, lazy, policy,
+def test_many_random_faults_keep_the_invariants_and_are_all_contained(data, rate, lazy, policy,
                                                                       gang):
-    data, _ = case
     per_cell = data["machine"]["nodes"] // data["cells"]["count"] * data["machine"]["cpus_per_node"]
     if policy == "fixed_partition" and any(g["vcpus"] > per_cell for g in data["workload"]["vms"]):
         policy = "cellular_disco"
@@ -229,7 +178,7 @@ def test_many_random_faults_keep_the_invariants_and_are_all_contained(case, rate
                       "restart_lost": True, "cell_repair_s": 0.5, "smp_reboot_s": 0.5,
                       "kill_policy": "lazy" if lazy else "early",
                       "evacuate": [{"cell": 0, "at_s": 0.3}]}
-    mon, m = _run(SimConfig.from_dict(data))
+    sim, m = _run(SimConfig.from_dict(data))
     assert m["faults_contained"] == m["faults_injected"]
     assert m["vms_lost"] <= m["vms_lost_dependent"]
 
@@ -260,95 +209,11 @@ def test_eight_cells_lose_only_the_dependents_and_one_cell_loses_every_vm():
     assert m1["faults_contained"] == 1
 
 
-class BorrowingMemory:
-    """A stand-in for the memory manager: VM ``borrower`` also holds memory on cell ``lender``
-    (borrowed when it arrived, if that cell was up, as a real memory manager would)."""
-
-    def __init__(self, borrower: int, lender: int) -> None:
-        self.borrower, self.lender = borrower, lender
-        self.failed: list[int] = []
-        self.borrowed = False
-        self.mon = None
-
-    def attach(self, mon):
-        self.mon = mon
-        mon.memory = self
-        mon.add_hook(self)
-
-    def on_vm_arrival(self, vm):
-        if vm.id == self.borrower:
-            self.borrowed = self.mon.cell_live[self.lender]
-
-    def memory_cells(self, vm):
-        cells = set(vm.home_cells)
-        if vm.id == self.borrower and self.borrowed:
-            cells.add(self.lender)
-        return cells
-
-    def on_cell_failed(self, cell):
-        self.failed.append(cell)
-
-
-def _borrow_config(policy="early"):
-    return small_config({
-        "workload": {"vms": [
-            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 0},
-            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 0},
-            {"workload": "raytrace", "count": 1, "vcpus": 2, "work_s": 2.0, "home_cell": 1},
-        ]},
-        "policy": {"periodic_balancer": False},
-        "faults": {"kill_policy": policy, "touch_rate_per_s": 1000.0,
-                   "scheduled": [{"type": "node", "cell": 1, "at_s": 0.5}]},
-    })
-
-
-def test_vm_with_memory_borrowed_from_the_failed_cell_dies_one_that_never_touched_it_lives():
-    memory = BorrowingMemory(borrower=0, lender=1)
-
-    def attach(mon):
-        memory.attach(mon)
-
-    mon, m = _run(_borrow_config(), setup=attach)
-    status = {vm.id: vm.status for vm in mon.vms}
-    assert status == {0: "lost", 1: "done", 2: "lost"}
-    assert memory.failed == [1]
-    assert m["faults_contained"] == 1 and m["vms_lost"] == 2
-
-
-def test_lazy_kill_lets_a_memory_only_dependent_run_until_it_touches_a_bad_line():
-    memory = BorrowingMemory(borrower=0, lender=1)
-
-    def attach(mon):
-        memory.attach(mon)
-
-    cfg = _borrow_config("lazy")
-    cfg.faults.touch_rate_per_s = 5.0
-    mon, m = _run(cfg, setup=attach)
-    assert [vm.status for vm in mon.vms] == ["lost", "done", "lost"]
-    # VM 2 (VCPUs on the failed cell) died at recovery; the borrower ran on for a while.
-    assert mon.vms[0].finish_s > mon.vms[2].finish_s + 0.01
-    assert m["faults_contained"] == 1
-
-
-def test_lazy_kill_spares_a_borrower_that_finishes_before_touching_bad_memory():
-    memory = BorrowingMemory(borrower=0, lender=1)
-
-    def attach(mon):
-        memory.attach(mon)
-
-    cfg = _borrow_config("lazy")
-    cfg.faults.touch_rate_per_s = 1e-6
-    mon, m = _run(cfg, setup=attach)
-    assert [vm.status for vm in mon.vms] == ["done", "done", "lost"]
-    assert m["vms_lost"] == 1 and m["vms_lost_dependent"] == 2 and m["faults_contained"] == 1
-
-
-@pytest.mark.skipif(not HAVE_MEMORY,
-                    reason="NOT YET RUN: the memory manager (disco/vmm/memory.py, mon.memory) "
-                           "is not on main yet; the stand-in tests above cover the rule")
-def test_real_memory_manager_a_vm_that_borrowed_from_the_failed_cell_dies_others_live():
-    # 1 node (128 MB) per cell: VM 0 (192 MB) must borrow, from cell 1 (nearest) first.
-    cfg = SimConfig.from_dict({
+def _borrow_config(kill_policy="early", touch_rate_per_s=10.0):
+    """Four cells of one node (128 MB, 2 CPUs each). VM 0 (192 MB, home cell 0) must borrow,
+    from cell 1 (nearest) first; VM 2 runs in cell 1; VM 1 in cell 2 has nothing there. Cell
+    1 fails at 1 s: VM 0 depends on it by its memory alone."""
+    return SimConfig.from_dict({
         "machine": {"nodes": 4, "cpus_per_node": 2, "memory_per_node_mb": 128},
         "cells": {"count": 4},
         "workload": {"vms": [
@@ -358,21 +223,35 @@ def test_real_memory_manager_a_vm_that_borrowed_from_the_failed_cell_dies_others
         ]},
         "policy": {"periodic_balancer": False},
         "sim": {"duration_s": 10.0, "check_invariants": True},
-        "faults": {"scheduled": [{"type": "node", "cell": 1, "at_s": 1.0}]},
+        "faults": {"kill_policy": kill_policy, "touch_rate_per_s": touch_rate_per_s,
+                   "scheduled": [{"type": "node", "cell": 1, "at_s": 1.0}]},
     })
+
+
+def test_a_vm_that_borrowed_from_the_failed_cell_dies_one_that_never_touched_it_lives():
     before = {}
 
-    def setup(mon):
-        if getattr(mon, "memory", None) is None:
-            attach_real_memory(mon)
+    def look(sim):
+        before.update({vm.id: sim.memory.memory_cells(vm) for vm in sim.vms})
 
-    def look(mon):
-        before.update({vm.id: mon.memory.memory_cells(vm) for vm in mon.vms})
-
-    mon, m = _run(cfg, setup=setup, probe_at=0.99, probe=look)
+    sim, m = _run(_borrow_config(), probe_at=0.99, probe=look)
     assert 1 in before[0] and 1 not in before[1]  # VM 0 borrowed from cell 1, VM 1 did not
-    assert [vm.status for vm in mon.vms] == ["lost", "done", "lost"]
+    assert [vm.status for vm in sim.vms] == ["lost", "done", "lost"]
     assert m["faults_contained"] == 1 and m["vms_lost"] == m["vms_lost_dependent"] == 2
+
+
+def test_lazy_kill_lets_a_memory_only_dependent_run_until_it_touches_a_bad_line():
+    sim, m = _run(_borrow_config("lazy", touch_rate_per_s=5.0))
+    assert [vm.status for vm in sim.vms] == ["lost", "done", "lost"]
+    # VM 2 (VCPUs on the failed cell) died at recovery; the borrower ran on for a while.
+    assert sim.vms[0].finish_s > sim.vms[2].finish_s + 0.01
+    assert m["faults_contained"] == 1
+
+
+def test_lazy_kill_spares_a_borrower_that_finishes_before_touching_bad_memory():
+    sim, m = _run(_borrow_config("lazy", touch_rate_per_s=1e-6))
+    assert [vm.status for vm in sim.vms] == ["done", "done", "lost"]
+    assert m["vms_lost"] == 1 and m["vms_lost_dependent"] == 2 and m["faults_contained"] == 1
 
 
 LIGHT_MIX = {"vms": [
@@ -410,9 +289,9 @@ def test_random_faults_are_deterministic_and_every_one_is_contained():
 
 
 def test_invariant_checker_catches_a_vm_left_on_a_failed_cell():
-    mon, _ = _run(_eight_cells())
-    vm = next(vm for vm in mon.vms if vm.status == "done")
+    sim, _ = _run(_eight_cells())
+    vm = next(vm for vm in sim.vms if vm.status == "done")
     vm.status = "running"
-    vm.cell_vcpus[mon.recovery.records[0].cells[0]] = 1
+    vm.cell_vcpus[sim.recovery.records[0].cells[0]] = 1
     with pytest.raises(AssertionError, match="failed cell"):
-        InvariantChecker(mon).check_faults()
+        sim.checker().check_faults()

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from memory_helpers import memory, run
 
 from disco import SimConfig
-from disco.vmm.invariants import InvariantChecker
 
 WORKLOADS = ("raytrace", "pmake", "database", "webserver")
 
@@ -69,7 +68,7 @@ def memory_configs(draw):
 @given(memory_configs())
 def test_memory_is_conserved_on_random_machines_and_mixes(cfg):
     mon, m = run(cfg)
-    InvariantChecker(mon).audit_memory()
+    mon.checker().audit_memory()
     mm = memory(mon)
     bw = mm.borrowing
     assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())

@@ -51,7 +51,7 @@ def _factor_far_away(workload: str) -> tuple[float, float]:
     mm = memory(mon)
     r = mm.records[0]
     node = mm.node_of_cpu[mon.vms[0].vcpus[0].cpu]
-    local = mm.rate_factor(mon.vms[0].vcpus[0])
+    local = mm.factor(mon.vms[0].vcpus[0])
     far = node ^ 3  # two hypercube hops away
     mm._compute(r, node)
     # Pretend every chunk sits on ``far``: the model's answer for all-remote memory.
@@ -75,7 +75,7 @@ def test_raytrace_barely_notices_remote_memory_database_does():
 def test_memory_stall_fraction_zero_turns_the_model_off():
     cfg = config(with_policy(ONE_VM, memory_stall_fraction=0.0))
     mon, _ = run(cfg, until=0.5)
-    assert all(mon.rate_factor(v) == 1.0 for v in mon.vms[0].vcpus)
+    assert all(mon.execution.rate.factor(v) == 1.0 for v in mon.vms[0].vcpus)
 
 
 def test_numa_replication_copies_kernel_chunks_to_the_vcpus_nodes():

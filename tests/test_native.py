@@ -58,9 +58,9 @@ def test_make_test_runs_the_compiled_core():
     if os.environ.get("DISCO_EXPECT_NATIVE") != "1":
         pytest.skip("not run by `make test` with NATIVE=1")
     assert native.STATE.active, native.STATE.reason
-    from disco.vmm import gang, monitor
+    from disco.vmm import execution, gang
 
-    assert gang.__file__.endswith(SUFFIX) and monitor.__file__.endswith(SUFFIX)
+    assert gang.__file__.endswith(SUFFIX) and execution.__file__.endswith(SUFFIX)
 
 
 def test_compiled_and_python_sources_give_identical_results():
@@ -100,7 +100,7 @@ def test_core_is_engine_hardware_vmm_without_the_invariant_checker(tmp_path):
     pkg, _ = _fake_build(tmp_path)
     assert list(core_sources(pkg)) == ["disco.engine.loop", "disco.vmm.gang"]
     real = core_sources()
-    assert "disco.vmm.monitor" in real and "disco.engine.loop" in real
+    assert "disco.vmm.execution" in real and "disco.engine.loop" in real
     assert not any(name.startswith(("disco.policies", "disco.framework")) or
                    name in ("disco.config", "disco.runner", "disco.vmm.invariants")
                    for name in real)
@@ -159,14 +159,14 @@ def test_a_stale_build_warns_and_runs_the_sources(tmp_path):
     gang = root / "disco" / "vmm" / "gang.py"
     gang.write_text(gang.read_text() + "\n# edited after the build\n")
     code = ("import warnings; warnings.simplefilter('always')\n"
-            "import disco, disco.native as n, disco.vmm.monitor as m\n"
+            "import disco, disco.native as n, disco.vmm.execution as m\n"
             "print(n.STATE.active, m.__file__)")
     env = {k: v for k, v in os.environ.items() if k != "DISCO_PURE"}
     env["PYTHONPATH"] = str(root)
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
                          capture_output=True, text=True, check=True)
-    active, monitor_file = out.stdout.split()
-    assert active == "False" and monitor_file.endswith("monitor.py")
+    active, module_file = out.stdout.split()
+    assert active == "False" and module_file.endswith("execution.py")
     assert "NativeCoreWarning" in out.stderr and "vmm/gang.py" in out.stderr
     digest = hashlib.sha256(gang.read_bytes()).hexdigest()
     assert digest != source_hash(native.PACKAGE_DIR / "vmm" / "gang.py")

@@ -77,18 +77,18 @@ def test_vms_on_other_cells_pause_only_for_the_machine_wide_part():
     cfg.faults.scheduled = cfg.faults.scheduled[:1]
     cfg.faults.terminate_ms_per_vm = 500.0  # termination is local: others do not wait for it
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
-    rec = mon.recovery
+    pause = mon.lifecycle.pause_total
     assert m["recovery_time_ms_max"] > 500.0
-    assert rec.pause_total < 0.4
+    assert pause < 0.4
     assert all(cpu.online == (cpu.cell != 0) for cpu in mon.cpus)
     baseline = simulate(_two_faults(5.5)).vms  # same mix, the fault after everything ended
     faulty = simulate(cfg).vms
     for i, status in enumerate(faulty["status"]):
         if status == "done":
             delay = faulty["finish_s"][i] - baseline["finish_s"][i]
-            assert delay < rec.pause_total + 0.05
+            assert delay < pause + 0.05
 
 
 def test_smp_os_loses_every_job_to_any_fault_and_reboots():
@@ -114,7 +114,7 @@ def test_lost_vms_restart_on_surviving_cells():
     cfg.faults.restart_lost = True
     cfg.sim.check_invariants = True
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
     assert m["vms_lost"] == 1 and m["vms_restarted"] == 1 and m["vms_completed"] == 4
     clone = mon.vms[-1]
@@ -127,9 +127,9 @@ def test_a_failed_cell_comes_back_after_repair():
     cfg.faults.scheduled = cfg.faults.scheduled[:1]
     cfg.faults.cell_repair_s = 1.0
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
-    assert all(cpu.online for cpu in mon.cpus) and all(mon.cell_live)
-    assert mon.tree.size[0] == len(mon.cpus)
+    mon.run()
+    assert all(cpu.online for cpu in mon.cpus) and all(mon.state.cell_live)
+    assert mon.state.tree.size[0] == len(mon.cpus)
 
 
 def _evacuation(evacuate: bool):
@@ -155,19 +155,19 @@ def test_evacuating_a_cell_moves_its_vms_off_so_a_later_fault_there_loses_nothin
     m = mon.metrics()
     assert m["vms_migrated"] == 1 and m["vms_lost"] == 0 and m["vms_completed"] == 4
     assert m["faults_contained"] == 1
-    assert not mon.cell_live[1]
+    assert not mon.state.cell_live[1]
 
 
 def test_whole_vm_migration_takes_time_proportional_to_memory():
     cfg = _evacuation(True)
     mon = build(cfg)
-    vm_mig = mon.recovery.migrator
+    vm_mig = mon.vm_migration
     vm = mon.vms[0]
     assert abs(vm_mig.copy_time(vm) - (256 + 16) / 200.0) < 1e-9
     big = SimConfig()
     big_mon = build(big)
     db = next(v for v in big_mon.vms if v.memory_mb == 1024)
-    assert 10.0 < big_mon.recovery.migrator.copy_time(db) < 60.0  # tens of seconds per GB
+    assert 10.0 < big_mon.vm_migration.copy_time(db) < 60.0  # tens of seconds per GB
 
 
 def test_fault_metrics_are_deterministic():
@@ -187,8 +187,8 @@ def test_a_vm_depends_on_both_cells_while_its_memory_is_copied():
         cfg.faults.scheduled[0].at_s = 3.0
         mon = build(cfg)
         moving = {}
-        mon.loop.at(2.9, moving.update, mon.recovery.migrator.in_flight)
-        mon.loop.run(until=cfg.sim.duration_s)
+        mon.loop.at(2.9, moving.update, mon.vm_migration.in_flight)
+        mon.run()
         m = mon.metrics()
         assert len(moving) == 1
         (vm_id, dest), = moving.items()
@@ -203,15 +203,15 @@ def test_monitor_data_left_behind_follows_after_data_follow_s():
     cfg.faults.data_follow_s = 0.2
     mon = build(cfg)
     mon.loop.run(until=0.5)
-    rec = mon.recovery
+    rule = mon.containment
     vm = next(vm for vm in mon.vms if vm.home_cells == (0,))
     src, dst = mon.cpus[mon.machine.cell_cpus(1)[0]], mon.cpus[mon.machine.cell_cpus(0)[0]]
-    assert rec.dependency(vm, [1]) is None
-    rec.on_vcpu_moved(vm.vcpus[0], src, dst)  # a VCPU came back from cell 1 just now
-    assert rec.dependency(vm, [1]) == "data"
+    assert rule.dependency(vm, [1]) is None
+    rule.on_vcpu_moved(vm.vcpus[0], src, dst)  # a VCPU came back from cell 1 just now
+    assert rule.dependency(vm, [1]) == "data"
     mon.loop.run(until=0.75)
-    assert rec.dependency(vm, [1]) is None
-    assert rec.dependency(vm, [0]) == "vcpu"
+    assert rule.dependency(vm, [1]) is None
+    assert rule.dependency(vm, [0]) == "vcpu"
 
 
 def test_fixed_partitions_lose_only_the_failed_partitions_jobs():
@@ -219,7 +219,7 @@ def test_fixed_partitions_lose_only_the_failed_partitions_jobs():
     cfg.policy.name = "fixed_partition"
     cfg.faults.scheduled = cfg.faults.scheduled[:1]
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
     lost = [vm for vm in mon.vms if vm.status == "lost"]
     assert lost and all(vm.home_cells == (0,) for vm in lost)
@@ -237,7 +237,7 @@ def test_one_cell_machine_loses_everything_and_restarts_once_the_cell_is_repaire
     cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], arrival_s=1.5))
     cfg.sim.duration_s = 15.0
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
     assert m["vms_lost"] == 2 and m["vms_restarted"] == 2
     # The restarts and the VMs that arrived while the machine was down wait for the repair.
@@ -270,17 +270,17 @@ def test_fixed_partitions_cannot_migrate_a_running_os_so_evacuation_only_drains(
     cfg = _evacuation(True)
     cfg.policy.name = "fixed_partition"
     mon = build(cfg)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
     assert m["vms_migrated"] == 0 and m["vms_lost"] == 1
-    assert not mon.cell_live[1]
+    assert not mon.state.cell_live[1]
 
 
 def test_a_move_to_a_cell_that_starts_evacuating_is_aborted_and_redone_elsewhere():
     cfg = _evacuation(True)
     cfg.faults.scheduled = []
     mon = build(cfg)
-    migrator = mon.recovery.migrator
+    migrator = mon.vm_migration
 
     def evacuate_the_destination():
         (dest,) = next(iter(migrator.in_flight.values()))
@@ -289,13 +289,13 @@ def test_a_move_to_a_cell_that_starts_evacuating_is_aborted_and_redone_elsewhere
 
     seen = {}
     mon.loop.at(0.6, evacuate_the_destination)
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.run()
     m = mon.metrics()
     assert m["vm_migrations_aborted"] == 1 and m["vms_migrated"] >= 2
     assert m["vms_lost"] == 0 and m["vms_completed"] == 4
-    assert not mon.cell_live[1] and not mon.cell_live[seen["dest"]]
+    assert not mon.state.cell_live[1] and not mon.state.cell_live[seen["dest"]]
     for vm in mon.vms:  # nothing depends on the evacuated cells any more
-        assert mon.recovery.dependency(vm, [1, seen["dest"]]) is None
+        assert mon.containment.dependency(vm, [1, seen["dest"]]) is None
 
 
 def test_an_evacuated_cell_returns_to_service_after_its_replacement():
@@ -305,8 +305,8 @@ def test_an_evacuated_cell_returns_to_service_after_its_replacement():
     cfg.workload.vms.append(dataclasses.replace(cfg.workload.vms[0], count=4, arrival_s=6.0))
     mon = build(cfg)
     offline_at = {}
-    mon.loop.at(2.5, lambda: offline_at.update(live=mon.cell_live[1]))
-    mon.loop.run(until=cfg.sim.duration_s)
+    mon.loop.at(2.5, lambda: offline_at.update(live=mon.state.cell_live[1]))
+    mon.run()
     assert offline_at["live"] is False
-    assert all(mon.cell_live) and all(cpu.online for cpu in mon.cpus)
+    assert all(mon.state.cell_live) and all(cpu.online for cpu in mon.cpus)
     assert any(1 in vm.home_cells for vm in mon.vms if vm.arrival_s >= 6.0)

@@ -66,7 +66,8 @@ def hardware_fault(machine: Machine, kind: str, node: int, time_s: float) -> Fau
 
 
 class FaultInjector:
-    """Schedules every configured fault and hands each to ``handler`` when it strikes."""
+    """Schedules every configured fault (``start``) and hands each to ``handler`` when it
+    strikes."""
 
     def __init__(self, machine: Machine, cfg: FaultsConfig, loop: EventLoop,
                  streams: RandomStreams, handler: Callable[[Fault], None],
@@ -78,8 +79,11 @@ class FaultInjector:
         self.loop = loop
         self.streams = streams
         self.handler = handler
-        for sf in cfg.scheduled:
-            loop.at(sf.at_s, self._scheduled, sf)
+
+    def start(self) -> None:
+        """Schedule the fixed faults and the first fault of each Poisson process."""
+        for sf in self.cfg.scheduled:
+            self.loop.at(sf.at_s, self._scheduled, sf)
         for kind in HARDWARE_FAULT_TYPES:
             rate = self.machine_rate(kind)
             if rate > 0.0:

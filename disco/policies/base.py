@@ -8,20 +8,9 @@ policy variant is a small class here plus a YAML file in ``conf/policy/``.
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 from disco.config import PolicyConfig, SimConfig, WorkloadProfile
-
-
-class Policy(Protocol):
-    name: str
-    gang: bool  # gang-schedule each VM's VCPUs (a monitor running guest OSes)
-    spin_penalty: bool  # a descheduled sibling makes the others spin (a guest cannot know)
-    cross_cell_moves: bool  # may a VCPU ever move to another cell
-
-    def virtualization_rate(self, profile: WorkloadProfile, vcpus: int) -> float:
-        """Guest progress per CPU-second for a VM of ``vcpus`` VCPUs running ``profile``."""
-        ...
+from disco.vmm.policy import Policy
 
 
 def os_contention_rate(cfg: PolicyConfig, profile: WorkloadProfile, cpus: int) -> float:

@@ -19,6 +19,8 @@ from disco.policies.base import os_contention_rate
 class CellularDisco:
     name = "cellular_disco"
     spin_penalty = True
+    borrows_memory = True
+    contains_faults = True
     cross_cell_moves = True
 
     def __init__(self, cfg: SimConfig) -> None:

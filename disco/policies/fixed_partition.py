@@ -17,6 +17,8 @@ class FixedPartition:
     name = "fixed_partition"
     gang = False
     spin_penalty = False
+    borrows_memory = False  # each partition's OS has its own memory
+    contains_faults = True
     cross_cell_moves = False
 
     def __init__(self, cfg: SimConfig) -> None:

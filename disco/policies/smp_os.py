@@ -17,6 +17,8 @@ class SmpOs:
     name = "smp_os"
     gang = False
     spin_penalty = False
+    borrows_memory = True  # one OS: all memory is one pool
+    contains_faults = False  # any hardware fault takes the one OS down: reboot
     cross_cell_moves = True
 
     def __init__(self, cfg: SimConfig) -> None:

@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from disco.config import PolicyConfig
+
 if TYPE_CHECKING:
     from disco.vmm.memory import MemoryManager, VMMemory
 
 
 class Borrowing:
-    def __init__(self, mm: MemoryManager) -> None:
-        p = mm.mon.cfg.policy
+    def __init__(self, mm: MemoryManager, p: PolicyConfig, borrows: bool) -> None:
         chunk = p.chunk_mb
         self.mm = mm
-        self.policy = "none" if p.name == "fixed_partition" else p.borrow_policy
+        self.policy = p.borrow_policy if borrows else "none"
         # Thresholds in chunks, rounded up (a 4 MB unit is one 4 MB chunk).
         self.trigger = -(-p.borrow_trigger_mb // chunk)
         self.unit = max(1, -(-p.borrow_unit_mb // chunk))

@@ -25,24 +25,31 @@ only while some CPU of the gang has a VCPU waiting, so an unopposed gang costs n
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-from disco.vmm.state import CPU, INF, RUNNABLE, RUNNING, VCPU, VM
+from disco.engine import EventLoop
+from disco.vmm.execution import CpuScheduler, Execution
+from disco.vmm.idle_balancer import IdleBalancer
+from disco.vmm.reporting import Report
+from disco.vmm.state import CPU, INF, RUNNABLE, RUNNING, VCPU, VM, startable_members
 
-if TYPE_CHECKING:
-    from disco.vmm.monitor import Monitor
 
+class GangScheduler(CpuScheduler):
+    """Decides what each CPU runs. ``idle`` is the idle balancer, asked when a CPU finds
+    nothing it can run (None: switched off)."""
 
-class GangScheduler:
-    def __init__(self, mon: Monitor) -> None:
-        p = mon.cfg.policy
-        self.mon = mon
-        self.loop = mon.loop
-        self.cpus = mon.cpus
-        self.gang = mon.gang_on
-        self.slice = p.time_slice_ms * 1e-3
-        self.rpc = p.rpc_us * 1e-6
-        self.switch_cost = p.context_switch_us * 1e-6
+    def __init__(self, loop: EventLoop, cpus: list[CPU], execution: Execution,
+                 idle: IdleBalancer | None, gang: bool, slice_s: float, rpc_s: float) -> None:
+        self.loop = loop
+        self.cpus = cpus
+        self.execution = execution
+        self.idle = idle
+        self.gang = gang
+        self.slice = slice_s
+        self.rpc = rpc_s
+        self.preemptions = 0
+
+    def report(self, out: Report) -> None:
+        out.metrics["gang_preemptions"] = self.preemptions
 
     # -- waking up idle CPUs ---------------------------------------------------------
     def kick(self, cpu: CPU) -> None:
@@ -67,9 +74,14 @@ class GangScheduler:
                 v = min((v for v in cpu.queue if v.state == RUNNABLE), key=_vcpu_order)
                 self.run_alone(v, cpu)
                 return
-        balancer = self.mon.idle_balancer
-        if balancer is not None:
-            balancer.steal(cpu)
+        idle = self.idle
+        if idle is not None:
+            stolen = idle.steal(cpu)  # moved to this CPU's queue
+            if stolen is not None:
+                if self.gang:
+                    self.try_dispatch(stolen.vm, cpu)
+                else:
+                    self.run_alone(stolen, cpu)
 
     # -- gang dispatch ----------------------------------------------------------------
     def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
@@ -82,9 +94,9 @@ class GangScheduler:
         for u in members:
             cur = cpus[u.cpu].current
             if cur is not None and cur.vm.running:
-                self.mon.counters["gang_preemptions"] += 1
+                self.preemptions += 1
                 freed.extend(self.deschedule(cur.vm, kick=False))
-        start = self.mon.start
+        start = self.execution.start
         for u in members:
             cpu = cpus[u.cpu]
             start(u, cpu, 0.0 if cpu is exempt else self.rpc)
@@ -105,7 +117,8 @@ class GangScheduler:
         """Stop a running gang; its VCPUs wait in their queues. Returns the CPUs freed."""
         self.loop.cancel(vm.slice_event)
         vm.slice_event = None
-        freed = [self.mon.stop(u, RUNNABLE) for u in vm.vcpus if u.state == RUNNING]
+        stop = self.execution.stop
+        freed = [stop(u, RUNNABLE) for u in vm.vcpus if u.state == RUNNING]
         vm.running = False
         vm.wait_since = self.loop.now
         if kick:
@@ -143,7 +156,7 @@ class GangScheduler:
         vm = v.vm
         cpu = self.cpus[v.cpu]
         if not self.gang:
-            self.mon.respin(vm)
+            self.execution.respin(vm)
             if cpu.current is None:
                 self.kick(cpu)
             else:
@@ -154,9 +167,9 @@ class GangScheduler:
             cur = cpu.current
             freed: list[CPU] = []
             if cur is not None:
-                self.mon.counters["gang_preemptions"] += 1
+                self.preemptions += 1
                 freed = self.deschedule(cur.vm, kick=False)
-            self.mon.start(v, cpu, self.rpc if cur is not None else 0.0)
+            self.execution.start(v, cpu, self.rpc if cur is not None else 0.0)
             if cpu.waiting:
                 self.ensure_slice(vm)
             for c in freed:
@@ -184,6 +197,40 @@ class GangScheduler:
             cpu.slice_event = None
         self.kick(cpu)
 
+    def cpu_freed(self, cpu: CPU) -> None:
+        """``cpu``'s VCPU is gone with its killed VM: let it choose again."""
+        if not self.gang:
+            self.loop.cancel(cpu.slice_event)
+            cpu.slice_event = None
+        self.kick(cpu)
+
+    def clear_cpu(self, cpu: CPU) -> None:
+        """Whatever runs on ``cpu`` stops and waits in its queue (a recovery pause): with gang
+        scheduling the whole gang, else the one VCPU. Nothing is kicked."""
+        cur = cpu.current
+        if cur is None:
+            return
+        if self.gang:
+            self.deschedule(cur.vm, kick=False)
+        else:
+            self.loop.cancel(cpu.slice_event)
+            cpu.slice_event = None
+            self.execution.stop(cur, RUNNABLE)
+
+    def stop_vm(self, vm: VM) -> list[CPU]:
+        """Every running VCPU of ``vm`` stops and waits in its queue (a whole-VM migration's
+        switch); returns the CPUs freed, not kicked."""
+        if self.gang:
+            return self.deschedule(vm, kick=False) if vm.running else []
+        freed = []
+        for v in vm.vcpus:
+            if v.state == RUNNING:
+                cpu = self.cpus[v.cpu]
+                self.loop.cancel(cpu.slice_event)
+                cpu.slice_event = None
+                freed.append(self.execution.stop(v, RUNNABLE))
+        return freed
+
     def ensure_slice_on(self, cpu: CPU) -> None:
         """A VCPU now waits on a busy CPU: make sure whatever runs there will yield."""
         cur = cpu.current
@@ -196,7 +243,7 @@ class GangScheduler:
 
     # -- gang scheduling off: each VCPU alone ----------------------------------------
     def run_alone(self, v: VCPU, cpu: CPU) -> None:
-        self.mon.start(v, cpu)
+        self.execution.start(v, cpu)
         cpu.slice_start = self.loop.now
         if cpu.waiting:
             self.ensure_cpu_slice(cpu)
@@ -216,29 +263,11 @@ class GangScheduler:
         if v is None:
             return
         if cpu.waiting:
-            self.mon.stop(v, RUNNABLE)
-            self.mon.respin(v.vm)
+            self.execution.stop(v, RUNNABLE)
+            self.execution.respin(v.vm)
             self.kick(cpu)
         else:
             cpu.slice_start = self.loop.now
-
-
-def startable_members(vm: VM, cpus: list[CPU], skip: VCPU | None = None) -> int:
-    """How many of ``vm``'s waiting VCPUs (but ``skip``) there are, or -1 if the CPU of one
-    of them cannot be had now. A CPU can be had if it is up and free, or runs a gang
-    dispatched after ``vm`` began waiting (no preemption of the patient)."""
-    waited = vm.wait_since
-    n = 0
-    for u in vm.vcpus:
-        if u.state == RUNNABLE and u is not skip:
-            cpu = cpus[u.cpu]
-            if not cpu.online:
-                return -1
-            cur = cpu.current
-            if cur is not None and cur.vm.dispatched_at <= waited:
-                return -1
-            n += 1
-    return n
 
 
 def _oldest_other_waiter(cpu: CPU, vm: VM) -> tuple[float, int, int]:

@@ -9,37 +9,44 @@ only the queues of its own cell: local information, as in the paper.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from disco.vmm.gang import startable_members
-from disco.vmm.state import CPU, RUNNABLE, VCPU, VM
-
-if TYPE_CHECKING:
-    from disco.vmm.monitor import Monitor
+from disco.hardware import Machine
+from disco.vmm.reporting import Report
+from disco.vmm.state import CPU, RUNNABLE, VCPU, VM, startable_members
+from disco.vmm.vcpu_migration import VcpuMigrator
 
 
 class IdleBalancer:
-    def __init__(self, mon: Monitor) -> None:
-        self.mon = mon
-        m = mon.machine
-        cpus = mon.cpus
+    """Asked by the gang scheduler when a CPU has nothing it can run; ``gang`` says whether
+    gangs must be able to start whole (gang scheduling on)."""
+
+    def __init__(self, machine: Machine, cpus: list[CPU], migrator: VcpuMigrator,
+                 gang: bool) -> None:
+        self.cpus = cpus
+        self.migrator = migrator
+        self.gang = gang
+        self.moves = 0
         self.rings: list[tuple[tuple[CPU, ...], tuple[CPU, ...]]] = []
         self.peers: list[tuple[CPU, ...]] = []  # both rings: a quick "nobody waits" exit
+        m = machine
         for cpu in cpus:
             node = tuple(cpus[i] for i in m.node_cpus(cpu.node) if i != cpu.index)
             cell = tuple(cpus[i] for i in m.cell_cpus(cpu.cell) if cpus[i].node != cpu.node)
             self.rings.append((node, cell))
             self.peers.append(node + cell)
 
-    def steal(self, cpu: CPU) -> bool:
+    def report(self, out: Report) -> None:
+        out.metrics["balancer_moves_idle"] = self.moves
+
+    def steal(self, cpu: CPU) -> VCPU | None:
+        """Move the best waiting VCPU nearby into ``cpu``'s queue and return it (the caller
+        dispatches it); None if there is none to take."""
         for peer in self.peers[cpu.index]:
             if peer.waiting:
                 break
         else:
-            return False
-        gang = self.mon.gang
-        gang_on = gang.gang
-        cpus = self.mon.cpus
+            return None
+        gang_on = self.gang
+        cpus = self.cpus
         mine: set[VM] | None = None  # VMs already on ``cpu``, gathered only if needed
         for ring in self.rings[cpu.index]:
             best: VCPU | None = None
@@ -63,11 +70,7 @@ class IdleBalancer:
                         continue
                     best, best_key = w, key
             if best is not None:
-                self.mon.migrator.migrate(best, cpu)
-                self.mon.counters["balancer_moves_idle"] += 1
-                if gang_on:
-                    gang.try_dispatch(best.vm, cpu)
-                else:
-                    gang.run_alone(best, cpu)
-                return True
-        return False
+                self.migrator.migrate(best, cpu)
+                self.moves += 1
+                return best
+        return None

@@ -9,14 +9,15 @@ to CPUs x time. O(CPUs + VCPUs) per event: a debugging and testing aid, never on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from disco.vmm.state import RUNNABLE, RUNNING, STATE_NAMES
-
-if TYPE_CHECKING:
-    from disco.vmm.monitor import Monitor
+from disco.engine import EventLoop
+from disco.hardware import Machine
+from disco.vmm.accounting import CpuAccounts
+from disco.vmm.cell_lifecycle import CellLifecycle
+from disco.vmm.memory import MemoryManager
+from disco.vmm.recovery import Recovery
+from disco.vmm.state import RUNNABLE, RUNNING, STATE_NAMES, MonitorState
 
 
 class InvariantViolation(AssertionError):
@@ -24,16 +25,28 @@ class InvariantViolation(AssertionError):
 
 
 class InvariantChecker:
-    def __init__(self, mon: Monitor) -> None:
-        self.mon = mon
+    """Checks the parts it is given; ``runner.Simulation.checker`` gives it every part."""
+
+    def __init__(self, loop: EventLoop, machine: Machine, state: MonitorState,
+                 acct: CpuAccounts, gang: bool, lifecycle: CellLifecycle, recovery: Recovery,
+                 memory: MemoryManager) -> None:
+        self.loop = loop
+        self.machine = machine
+        self.state = state
+        self.acct = acct
+        self.gang = gang
+        self.lifecycle = lifecycle
+        self.recovery = recovery
+        self.memory = memory
+        self._memory_events = 0
 
     def fail(self, what: str) -> None:
-        raise InvariantViolation(f"t={self.mon.loop.now:.9f}: {what}")
+        raise InvariantViolation(f"t={self.loop.now:.9f}: {what}")
 
     def check(self) -> None:
-        mon = self.mon
+        state = self.state
         running_seen: dict[int, int] = {}
-        for cpu in mon.cpus:
+        for cpu in state.cpus:
             cur = cpu.current
             if cur is not None:
                 if cur.state != RUNNING:
@@ -52,11 +65,11 @@ class InvariantChecker:
             for v in cpu.queue:
                 if v.cpu != cpu.index:
                     self.fail(f"{v.vm.name}/{v.index} in queue of cpu {cpu.index} says {v.cpu}")
-        for vm in mon.vms:
+        for vm in state.vms:
             if vm.status != "running":
                 continue
             cpus = [v.cpu for v in vm.vcpus if v.state in (RUNNABLE, RUNNING) or v.cpu >= 0
-                    and v in mon.cpus[v.cpu].queue]
+                    and v in state.cpus[v.cpu].queue]
             if len(cpus) != len(set(cpus)):
                 self.fail(f"{vm.name} has two VCPUs on one CPU: {sorted(cpus)}")
             states = [v.state for v in vm.vcpus]
@@ -68,7 +81,7 @@ class InvariantChecker:
             for v in vm.vcpus:
                 if v.state == RUNNING and id(v) not in running_seen:
                     self.fail(f"{vm.name}/{v.index} RUNNING but on no CPU")
-            if mon.gang_on:
+            if self.gang:
                 if running and runnable:
                     self.fail(f"gang broken: {vm.name} runs {running} VCPUs while {runnable} "
                               "non-idle ones wait")
@@ -80,36 +93,35 @@ class InvariantChecker:
 
     def check_accounts(self) -> None:
         """Charged time plus the open segments equals CPUs x now."""
-        mon = self.mon
-        now = mon.loop.now
-        charged = sum(mon.acct.totals())
+        cpus = self.state.cpus
+        now = self.loop.now
+        charged = sum(self.acct.totals())
         open_time = sum(now - (c.current.seg_start if c.current is not None else c.idle_since)
-                        for c in mon.cpus)
-        total = now * len(mon.cpus)
+                        for c in cpus)
+        total = now * len(cpus)
         if abs(charged + open_time - total) > 1e-6 * max(1.0, total):
             self.fail(f"CPU time does not add up: {charged + open_time} != {total}")
 
     def check_faults(self) -> None:
         """Fault recovery: an offline CPU runs nothing; while recovery pauses the machine no
         CPU runs; once a failed cell is recovered no running VM still has a VCPU there."""
-        mon = self.mon
-        rec = mon.recovery
-        if rec is None:
-            return
-        for cpu in mon.cpus:
+        st = self.state
+        life = self.lifecycle
+        for cpu in st.cpus:
             if not cpu.online and cpu.current is not None:
                 self.fail(f"offline cpu {cpu.index} runs {cpu.current.vm.name}")
-        if rec.episode is not None or rec.paused_at is not None:
+        if self.recovery.episode is not None or life.paused_at is not None:
             return
-        failed = [c for c, state in enumerate(rec.cell_state) if state == "failed"]
-        for vm in mon.vms:
+        failed = [c for c, state in enumerate(life.cell_state) if state == "failed"]
+        for vm in st.vms:
             if vm.status == "running" and any(c in vm.cell_vcpus for c in failed):
                 self.fail(f"{vm.name} runs on with a VCPU on failed cell(s) {failed}")
-        for cell, state in enumerate(rec.cell_state):
+        tree = st.tree
+        for cell, state in enumerate(life.cell_state):
             down = state in ("failed", "evacuated")
-            for i in mon.machine.cell_cpus(cell):
-                cpu = mon.cpus[i]
-                if cpu.online == down or (mon.tree.size[mon.tree.leaf_of[i]] == 1) == down:
+            for i in self.machine.cell_cpus(cell):
+                cpu = st.cpus[i]
+                if cpu.online == down or (tree.size[tree.leaf_of[i]] == 1) == down:
                     self.fail(f"cpu {i} of {state} cell {cell}: online={cpu.online}, "
                               f"in the load tree={not down}")
                 if down and state == "failed" and cpu.queue:
@@ -118,26 +130,22 @@ class InvariantChecker:
     def check_memory(self) -> None:
         """Memory (``memory.py``), when attached: per node used + free = frames, every event;
         every 64th event a full audit (``audit_memory``)."""
-        from disco.vmm.memory import MemoryManager
-
-        mm = self.mon.memory
-        if not isinstance(mm, MemoryManager):  # absent, or a test's stand-in
-            return
+        mm = self.memory
         used = np.bincount(np.flatnonzero(mm.f_owner != -1) // mm.fpn, minlength=len(mm.free))
         for n, stacks in enumerate(mm.free):
             free = sum(len(s) for s in stacks.values())
             if free != mm.node_free[n] or free + int(used[n]) != mm.fpn:
                 self.fail(f"memory of node {n}: used {int(used[n])} + free {free} "
                           f"(counter {mm.node_free[n]}) != {mm.fpn} frames")
-        self._memory_events = getattr(self, "_memory_events", 0) + 1
+        self._memory_events += 1
         if self._memory_events % 64 == 1:
             self.audit_memory()
 
     def audit_memory(self) -> None:
         """Every frame has one home node and is in exactly one place: one free stack (with its
         manager) or one owner's chunk; per-cell free and the loans recount; lent = borrowed."""
-        mon = self.mon
-        mm = mon.memory
+        mm = self.memory
+        nodes_per_cell = self.machine.nodes_per_cell
         seen = np.zeros(mm.frames, np.int32)
         cells = len(mm.cell_free)
         own_free = [0] * cells
@@ -174,7 +182,7 @@ class InvariantChecker:
                     if mm.f_owner[f] != -3 or mm.f_idx[f] != i or reg.state[i] != 1:
                         self.fail(f"replica frame {f} of chunk {i}: owner {mm.f_owner[f]}")
         replicas = np.bincount(np.flatnonzero(mm.f_owner == -3) // mm.fpn
-                               // mon.machine.nodes_per_cell, minlength=len(mm.cell_free))
+                               // nodes_per_cell, minlength=len(mm.cell_free))
         if replicas.tolist() != mm.cell_replicas:
             self.fail(f"replica frames per cell {replicas.tolist()} != books {mm.cell_replicas}")
         bad = np.flatnonzero(seen != 1)
@@ -185,7 +193,7 @@ class InvariantChecker:
             if mm.cell_online[c] and own_free[c] != mm.cell_free[c]:
                 self.fail(f"cell {c} free counter {mm.cell_free[c]} != recount {own_free[c]}")
         bw = mm.borrowing
-        home = np.repeat(np.arange(len(mm.free)) // mon.machine.nodes_per_cell, mm.fpn)
+        home = np.repeat(np.arange(len(mm.free)) // nodes_per_cell, mm.fpn)
         lent_rc: dict[tuple[int, int], int] = {}
         for f in np.flatnonzero(mm.f_mgr != home).tolist():
             key = (int(mm.f_mgr[f]), int(home[f]))

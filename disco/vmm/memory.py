@@ -65,17 +65,19 @@ slowdown". Contention, remote or borrowed memory and paging show as more.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 
+from disco.config import PolicyConfig
+from disco.engine import EventLoop, RandomStreams
+from disco.hardware import Machine
 from disco.vmm.borrowing import Borrowing
 from disco.vmm.disk import Disks
+from disco.vmm.execution import Execution, ProgressRate
 from disco.vmm.paging import EMPTY, FREED, ON_DISK, RESIDENT, Pager
-from disco.vmm.state import DONE, LOST, RUNNING, VCPU, VM
-
-if TYPE_CHECKING:
-    from disco.vmm.monitor import Monitor
+from disco.vmm.reporting import Report
+from disco.vmm.state import DONE, LOST, RUNNING, VCPU, VM, MonitorState
 
 FREE: Final = -1  # Final: inlined when compiled (see vmm/state.py)
 SHARED: Final = -2
@@ -146,21 +148,23 @@ class VMMemory:
         return self.resident
 
 
-class MemoryManager:
-    """The memory side of the monitor; attached as ``mon.memory`` (see ``attach_memory``)."""
+class MemoryManager(ProgressRate):
+    """The memory side of the monitor."""
 
-    def __init__(self, mon: Monitor) -> None:
-        self.mon = mon
-        cfg = mon.cfg
-        p = cfg.policy
-        m = mon.machine
+    def __init__(self, p: PolicyConfig, borrows: bool, machine: Machine, state: MonitorState,
+                 loop: EventLoop, streams: RandomStreams, execution: Execution) -> None:
+        self.loop = loop
+        self.streams = streams
+        self.state = state
+        self.execution = execution
+        m = machine
         self.machine = m
         self.p = p
         self.chunk_mb = p.chunk_mb
         self.fpn = fpn = m.memory_per_node_mb // p.chunk_mb
         self.frames = m.nodes * fpn
         self.cell_of_node = [m.cell_of_node(n) for n in range(m.nodes)]
-        self.node_of_cpu = [c.node for c in mon.cpus]
+        self.node_of_cpu = [c.node for c in state.cpus]
         self.f_owner = np.full(self.frames, FREE, np.int32)
         self.f_mgr = np.repeat(np.asarray(self.cell_of_node, np.int32), fpn)
         self.f_idx = np.full(self.frames, -1, np.int32)
@@ -174,8 +178,8 @@ class MemoryManager:
         self.records: dict[int, VMMemory] = {}
         self.regions: dict[tuple[str, int], SharedRegion] = {}
         self.disks = Disks(p)
-        self.borrowing = Borrowing(self)
-        self.pager = Pager(self)
+        self.borrowing = Borrowing(self, p, borrows)
+        self.pager = Pager(self, p)
         self.local_ns = m.local_latency_ns
         # latency_ns(a, b) as a table: the NUMA policy and rate factors look it up per tick.
         self.lat = m.latency_table()
@@ -387,19 +391,14 @@ class MemoryManager:
         """Monitor time ``v`` must spend before progressing (copies, disk waits)."""
         if seconds <= 0.0 or v.state in (DONE, LOST):
             return
-        if v.state == RUNNING:
-            self.mon.account(v)
-            v.debt += seconds
-            self.mon.resegment(v)
-        else:
-            v.debt += seconds
+        self.execution.charge(v, seconds)
 
     def disk_wait(self, v: VCPU, until: float) -> None:
         """``v`` holds its CPU until the disk finishes at ``until``. Waits overlap: a VCPU
         already waiting for an I/O ending at ``u`` is charged only ``until - max(now, u)``
         more, so several requests queued on one disk cost it the wait for the last one,
         not the sum of their waits (``paging_stall_s`` counts the same)."""
-        now = self.mon.loop.now
+        now = self.loop.now
         key = (v.vm.id, v.index)
         start = max(now, self.io_until.get(key, now))
         if until > start:
@@ -423,7 +422,7 @@ class MemoryManager:
         f = self.get_frame(r, self.node_of(r, v))
         if f < 0:
             return False
-        until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+        until = self.disks.request(self.disks.disk_of(r.vm.id), self.loop.now,
                                    self.chunk_mb, write=False)
         self.pager.pages_in += 1
         r.on_disk -= 1
@@ -439,7 +438,7 @@ class MemoryManager:
         if f < 0:
             return False
         if reg.state[i] == ON_DISK:
-            until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+            until = self.disks.request(self.disks.disk_of(r.vm.id), self.loop.now,
                                        self.chunk_mb, write=False)
             self.pager.pages_in += 1
             reg.on_disk -= 1
@@ -454,7 +453,7 @@ class MemoryManager:
         chunk = self.chunk_mb
         total = max(1, -(-vm.memory_mb // chunk))
         sh = min(total, -(-p.shared_mb // chunk)) if p.shared_mb > 0 else 0
-        r = VMMemory(vm, total - sh, self.mon.streams.get(f"memory/{vm.id}"))
+        r = VMMemory(vm, total - sh, self.streams.get(f"memory/{vm.id}"))
         r.growth = p.memory_growth_mb_per_s / chunk
         self.records[vm.id] = r
         self.running_mb += vm.memory_mb
@@ -610,7 +609,7 @@ class MemoryManager:
     # -- the guest, every tick ----------------------------------------------------------
     def tick(self) -> None:
         dt = self.tick_s
-        busy_after = self.mon.loop.now + dt
+        busy_after = self.loop.now + dt
         free_at = self.disks.free_at
         disk_of = self.disks.disk_of
         for r in list(self.records.values()):
@@ -632,7 +631,7 @@ class MemoryManager:
             self._note_cells(vm)
         self.borrowing.settle()
         self._sample(dt)
-        self.mon.loop.schedule(dt, self.tick)
+        self.loop.schedule(dt, self.tick)
 
     def _grow(self, r: VMMemory) -> None:
         target = min(r.n, int(r.want))
@@ -698,7 +697,7 @@ class MemoryManager:
             return
         # Double paging: read the chunk back, then the guest writes it to its disk.
         if self.page_in(r, j):
-            until = self.disks.request(self.disks.disk_of(r.vm.id), self.mon.loop.now,
+            until = self.disks.request(self.disks.disk_of(r.vm.id), self.loop.now,
                                        self.chunk_mb, write=True)
             self.pager.wait(r, until)
 
@@ -850,12 +849,7 @@ class MemoryManager:
         r.dirty = False
         r.factor.clear()
         r.remote.clear()
-        mon = self.mon
-        for v in r.vm.vcpus:
-            if v.state == RUNNING:
-                new = mon.rate_of(v)
-                if abs(new - v.rate) > 1e-9 * v.rate:
-                    mon.resegment(v)
+        self.execution.rerate(r.vm)
 
     def _compute(self, r: VMMemory, node: int) -> float:
         """Mean latency and remote share seen from ``node``: ``kernel_fraction`` of the
@@ -894,7 +888,7 @@ class MemoryManager:
         r.remote[node] = remote
         return f
 
-    def rate_factor(self, v: VCPU) -> float:
+    def factor(self, v: VCPU) -> float:
         r = self.records.get(v.vm.id)
         cpu = v.cpu
         if r is None or cpu < 0:
@@ -956,6 +950,13 @@ class MemoryManager:
             self.cells_max[vm.id] = k
 
     # -- results ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.loop.schedule(self.tick_s, self.tick)
+
+    def report(self, out: Report) -> None:
+        out.metrics.update(self.metrics())
+        out.vm_columns.update(self.vm_columns())
+
     def metrics(self) -> dict[str, float | int]:
         pg = self.pager
         bw = self.borrowing
@@ -986,8 +987,8 @@ class MemoryManager:
         """Per VM: ``slowdown``, run time over the analytic run time alone on an idle machine;
         ``memory_cells``, the most cells its memory (own or borrowed) spanned."""
         slow: list[float] = []
-        cells = [self.cells_max.get(vm.id, 0) for vm in self.mon.vms]
-        for vm in self.mon.vms:
+        cells = [self.cells_max.get(vm.id, 0) for vm in self.state.vms]
+        for vm in self.state.vms:
             if vm.status != "done":
                 slow.append(float("nan"))
                 continue
@@ -1018,19 +1019,5 @@ def _dec(counts: dict[int, int], key: int) -> None:
         del counts[key]
 
 
-def attach_memory(mon: Monitor) -> MemoryManager:
-    """Create the memory manager and wire it into the monitor (before the clock starts)."""
-    mm = MemoryManager(mon)
-    mon.memory = mm
-    mon.rate_factor = mm.rate_factor
-    mon.add_hook(mm)
-    mon.extra_metrics.append(mm.metrics)
-    extra_cols = getattr(mon, "extra_vm_columns", None)
-    if extra_cols is not None:
-        extra_cols.append(mm.vm_columns)
-    mon.loop.schedule(mm.tick_s, mm.tick)
-    return mm
-
-
 __all__ = ["EMPTY", "FREED", "ON_DISK", "RESIDENT", "MemoryManager", "SharedRegion",
-           "VMMemory", "attach_memory"]
+           "VMMemory"]

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from disco.config import PolicyConfig
+
 if TYPE_CHECKING:
     from disco.vmm.memory import MemoryManager, VMMemory
 
@@ -56,8 +58,7 @@ FREED: Final = 3
 
 
 class Pager:
-    def __init__(self, mm: MemoryManager) -> None:
-        p = mm.mon.cfg.policy
+    def __init__(self, mm: MemoryManager, p: PolicyConfig) -> None:
         self.mm = mm
         self.enabled = p.paging
         self.skip_freed = p.paging_skip_freed
@@ -84,7 +85,7 @@ class Pager:
                   if c not in home and mm.cell_online[c]]
         if others:
             self.max_other_free_at_page = max(self.max_other_free_at_page, max(others))
-        now = mm.mon.loop.now
+        now = mm.loop.now
         done_at = now
         freed = 0
         for victim in self._victims(vmm):
@@ -100,7 +101,7 @@ class Pager:
         the time the last write completes."""
         excess = r.resident_total() - chunks
         if excess <= 0:
-            return self.mm.mon.loop.now
+            return self.mm.loop.now
         cells = tuple(range(len(self.mm.cell_free)))
         return self._evict(r, cells, excess)[1]
 
@@ -124,7 +125,7 @@ class Pager:
         mm = self.mm
         fifo = r.fifo
         f_mgr = mm.f_mgr
-        done_at = mm.mon.loop.now
+        done_at = mm.loop.now
         count = 0
         hot_lo = r.used - r.hot
         limit = len(fifo)
@@ -184,7 +185,7 @@ class Pager:
 
     def _evict_one(self, r: VMMemory, e: int, f: int) -> float:
         mm = self.mm
-        now = mm.mon.loop.now
+        now = mm.loop.now
         disks = mm.disks
         disk = disks.disk_of(r.vm.id)
         chunk = mm.chunk_mb
@@ -215,7 +216,7 @@ class Pager:
     def wait(self, r: VMMemory, until: float) -> None:
         """The VM's touching VCPU stalls on its CPU until ``until`` (disk I/O)."""
         mm = self.mm
-        if until > mm.mon.loop.now:
+        if until > mm.loop.now:
             v = mm.toucher(r)
             if v is not None:
                 mm.disk_wait(v, until)

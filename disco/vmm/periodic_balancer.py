@@ -10,28 +10,39 @@ other candidate exists and ``allow_cell_split`` is on (fault containment first).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from disco.hardware import OTHER_CELL
-from disco.vmm.state import CPU, RUNNABLE, VCPU
-
-if TYPE_CHECKING:
-    from disco.vmm.monitor import Monitor
+from disco.engine import EventLoop
+from disco.hardware import OTHER_CELL, Machine
+from disco.vmm.gang import GangScheduler
+from disco.vmm.reporting import Report
+from disco.vmm.state import CPU, RUNNABLE, VCPU, MonitorState
+from disco.vmm.vcpu_migration import VcpuMigrator
 
 
 class PeriodicBalancer:
-    def __init__(self, mon: Monitor) -> None:
-        p = mon.cfg.policy
-        self.mon = mon
-        self.period = p.periodic_period_ms * 1e-3
-        self.half_threshold = p.periodic_threshold / 2.0
-        self.allow_split = p.allow_cell_split
-        self.cross_cell = mon.policy.cross_cell_moves
-        mon.loop.schedule(self.period, self.tick)
+    def __init__(self, loop: EventLoop, machine: Machine, state: MonitorState,
+                 migrator: VcpuMigrator, gang: GangScheduler, period_s: float, threshold: float,
+                 allow_split: bool, cross_cell: bool) -> None:
+        self.loop = loop
+        self.machine = machine
+        self.state = state
+        self.migrator = migrator
+        self.gang = gang
+        self.period = period_s
+        self.half_threshold = threshold / 2.0
+        self.allow_split = allow_split
+        self.cross_cell = cross_cell
+        self.moves = 0
+
+    def start(self) -> None:
+        self.loop.schedule(self.period, self.tick)
+
+    def report(self, out: Report) -> None:
+        out.metrics["balancer_moves_periodic"] = self.moves
 
     def tick(self) -> None:
-        tree = self.mon.tree
-        tree.refresh([cpu.load for cpu in self.mon.cpus])
+        state = self.state
+        tree = state.tree
+        tree.refresh([cpu.load for cpu in state.cpus])
         s, size, left, right = tree.sum, tree.size, tree.left, tree.right
         for node in tree.internal:
             a, b = left[node], right[node]
@@ -43,27 +54,27 @@ class PeriodicBalancer:
                 self._move(a, b)
             elif -excess > self.half_threshold:
                 self._move(b, a)
-        self.mon.loop.schedule(self.period, self.tick)
+        self.loop.schedule(self.period, self.tick)
 
     def _move(self, heavy_node: int, light_node: int) -> bool:
-        mon = self.mon
-        tree = mon.tree
-        src = mon.cpus[tree.heaviest(heavy_node)]
-        dst = mon.cpus[tree.lightest(light_node)]
+        state = self.state
+        tree = state.tree
+        src = state.cpus[tree.heaviest(heavy_node)]
+        dst = state.cpus[tree.lightest(light_node)]
         if src.load - dst.load < 2 or not src.waiting or not dst.online:
             return False
         v = self._pick(src, dst)
         if v is None:
             return False
-        mon.migrator.migrate(v, dst)
+        self.migrator.migrate(v, dst)
         tree.set_load(src.index, src.load)
         tree.set_load(dst.index, dst.load)
-        mon.counters["balancer_moves_periodic"] += 1
-        mon.gang.ensure_slice_on(dst)
+        self.moves += 1
+        self.gang.ensure_slice_on(dst)
         return True
 
     def _pick(self, src: CPU, dst: CPU) -> VCPU | None:
-        cross = self.mon.machine.distance(src.index, dst.index) == OTHER_CELL
+        cross = self.machine.distance(src.index, dst.index) == OTHER_CELL
         if cross and not self.cross_cell:
             return None
         best: VCPU | None = None

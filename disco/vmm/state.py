@@ -1,6 +1,8 @@
-"""The monitor's state: physical CPUs with their run queues, VMs and their VCPUs.
+"""The monitor's state: physical CPUs with their run queues, VMs and their VCPUs, which cells
+are live, and the queue operations that keep the per-cell counts right (``MonitorState``).
 
-Mutable records with ``slots=True``: the hot path reads and writes their attributes directly.
+State only: no mechanism lives here, every mechanism reads and writes it. Mutable records with
+``slots=True``: the hot path reads and writes their attributes directly.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import numpy as np
 
 from disco.config import WorkloadProfile
 from disco.engine import Handle
+from disco.vmm.load_tree import LoadTree
 
 # VCPU states (PAPER.md): RUNNING on its CPU; RUNNABLE waiting in its CPU's run queue;
 # IDLE in the guest's idle loop; BLOCKED on I/O; DONE with its work; LOST with a failed VM.
-# Final: the compiled core (disco.native) inlines them; a plain module global is a dict lookup
-# at every use: ~10 an event, and Final took 9 % off the compiled run's instructions (callgrind).
+# Final: the compiled core (disco.native) inlines them, where a plain module global is a dict
+# lookup at every use, several times an event.
 RUNNING: Final = 0
 RUNNABLE: Final = 1
 IDLE: Final = 2
@@ -44,9 +47,8 @@ class VCPU:
     target_is_work: bool = False  # the pending event ends the work (else a run)
     event: Handle | None = None  # handle of its pending run-end or wake-up event
     wait_since: float = 0.0  # when it last became runnable
-    # Buffered uniform randoms as packed doubles: 8 bytes each, where a list of floats takes 32
-    # (2 KB a VCPU, 4 MB at 1024 CPUs): a smaller working set for the caches. Alternating A/B
-    # runs at 512-1024 CPUs took 0.8-0.96 x the time (noisy); same numbers, same order.
+    # Buffered uniform randoms as packed doubles: 8 bytes each where a list of floats takes 32,
+    # a smaller working set for the caches on big machines; the same numbers in the same order.
     draws: array[float] = field(default_factory=lambda: array("d"))
 
     def uniform(self) -> float:
@@ -104,3 +106,58 @@ class CPU:
     slice_event: Handle | None = None  # gang scheduling off: this CPU's own time slice
     slice_start: float = 0.0
     online: bool = True
+
+
+class MonitorState:
+    """Everything the mechanisms share about CPUs and VMs: the CPUs with their run queues, every
+    VM created so far (in id order), which cells are live, the VCPUs queued per cell and the
+    load tree over the CPUs. Queue changes go through ``enqueue`` and ``remove_from_queue`` so
+    the per-cell counts and each VM's cells stay in step with the queues."""
+
+    __slots__ = ("cpus", "vms", "cell_live", "cell_assigned", "tree", "vms_open",
+                 "repairs_due")
+
+    def __init__(self, cpus: list[CPU], cells: int) -> None:
+        self.cpus = cpus
+        self.vms: list[VM] = []
+        self.cell_live = [True] * cells  # False: failed or evacuated (cell_lifecycle.py)
+        self.cell_assigned = [0] * cells  # VCPUs (not done) queued per cell
+        self.tree = LoadTree(len(cpus))
+        self.vms_open = 0  # created and not finished (pending, running): the run ends at 0
+        self.repairs_due = 0  # failed or evacuated cells with a return scheduled
+
+    def enqueue(self, v: VCPU, dest: CPU) -> None:
+        """Put ``v`` in ``dest``'s queue and record the cell it now depends on."""
+        dest.queue.append(v)
+        self.cell_assigned[dest.cell] += 1
+        vm = v.vm
+        vm.cell_vcpus[dest.cell] = vm.cell_vcpus.get(dest.cell, 0) + 1
+        vm.visited_cells.add(dest.cell)
+
+    def remove_from_queue(self, v: VCPU) -> None:
+        cpu = self.cpus[v.cpu]
+        cpu.queue.remove(v)
+        self.cell_assigned[cpu.cell] -= 1
+        cells = v.vm.cell_vcpus
+        cells[cpu.cell] -= 1
+        if not cells[cpu.cell]:
+            del cells[cpu.cell]
+
+
+def startable_members(vm: VM, cpus: list[CPU], skip: VCPU | None = None) -> int:
+    """How many of ``vm``'s waiting VCPUs (but ``skip``) there are, or -1 if the CPU of one
+    of them cannot be had now. A CPU can be had if it is up and free, or runs a gang
+    dispatched after ``vm`` began waiting (the gang scheduler's *no preemption of the
+    patient*; the idle balancer asks it too before stealing)."""
+    waited = vm.wait_since
+    n = 0
+    for u in vm.vcpus:
+        if u.state == RUNNABLE and u is not skip:
+            cpu = cpus[u.cpu]
+            if not cpu.online:
+                return -1
+            cur = cpu.current
+            if cur is not None and cur.vm.dispatched_at <= waited:
+                return -1
+            n += 1
+    return n
