@@ -18,19 +18,28 @@ from disco.hardware import Machine
 from disco.policies import make_policy
 from disco.result import SimResult
 from disco.vmm.accounting import CpuAccounts
+from disco.vmm.allocation import Allocator
+from disco.vmm.borrowing import Borrowing
 from disco.vmm.bus import Bus
 from disco.vmm.cell_lifecycle import CellLifecycle
 from disco.vmm.containment import Containment
 from disco.vmm.cpu_report import CpuReport
-from disco.vmm.execution import Execution, ProgressRate, VMFactory
+from disco.vmm.disk import Disks
+from disco.vmm.execution import Execution, VMFactory
+from disco.vmm.frames import FrameStore
 from disco.vmm.gang import GangScheduler
+from disco.vmm.guest_behaviour import GuestBehaviour
+from disco.vmm.guest_memory import GuestMemory
 from disco.vmm.idle_balancer import IdleBalancer
 from disco.vmm.invariants import InvariantChecker
-from disco.vmm.memory import MemoryManager
+from disco.vmm.memory import Memory
+from disco.vmm.numa import NumaPolicy
+from disco.vmm.paging import Pager
 from disco.vmm.periodic_balancer import PeriodicBalancer
 from disco.vmm.placement import Placement
 from disco.vmm.policy import Policy
 from disco.vmm.recovery import Recovery
+from disco.vmm.remote_access import RemoteAccessCost
 from disco.vmm.reporting import Report, Reporting
 from disco.vmm.state import CPU, VM, MonitorState
 from disco.vmm.vcpu_migration import VcpuMigrator
@@ -57,7 +66,16 @@ class Simulation:
     gang: GangScheduler
     periodic: PeriodicBalancer
     placement: Placement
-    memory: MemoryManager
+    frames: FrameStore
+    guest: GuestMemory
+    remote: RemoteAccessCost
+    disks: Disks
+    borrowing: Borrowing
+    numa: NumaPolicy
+    pager: Pager
+    alloc: Allocator
+    behaviour: GuestBehaviour
+    memory: Memory
     containment: Containment
     lifecycle: CellLifecycle
     recovery: Recovery
@@ -91,7 +109,7 @@ class Simulation:
     def checker(self) -> InvariantChecker:
         return InvariantChecker(self.loop, self.machine, self.state, self.acct,
                                 self.execution.gang_on, self.lifecycle, self.recovery,
-                                self.memory)
+                                self.frames, self.guest)
 
 
 def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
@@ -110,8 +128,13 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     state = MonitorState(cpus, machine.cells)
     acct = CpuAccounts(machine.cells)
 
+    # Where memory is, and what remote memory costs a running VCPU (its progress rate).
+    frames = FrameStore(machine, p.chunk_mb)
+    guest = GuestMemory(frames, machine, cpus)
+    remote = RemoteAccessCost(machine, cpus, guest.records, p.memory_stall_fraction)
+
     # CPUs: execution, the scheduler and the balancers.
-    execution = Execution(loop, state, acct, bus, ProgressRate(), p.context_switch_us * 1e-6,
+    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
                           gang=policy.gang, spin_penalty=policy.spin_penalty)
     factory = VMFactory(streams, state, policy)
     warmup_s = p.cache_warmup_ms * 1e-3 * (1.0 - p.cache_warmup_slowdown)
@@ -125,9 +148,15 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
                                 p.periodic_threshold, p.allow_cell_split, policy.cross_cell_moves)
     placement = Placement(loop, machine, state, bus, gang, execution)
 
-    # Memory.
-    memory = MemoryManager(p, policy.borrows_memory, machine, state, loop, streams, execution)
-    execution.rate = memory
+    # Memory: borrowing, NUMA copies, paging, the allocator over them, the guest's behaviour.
+    disks = Disks(p, bus)
+    borrowing = Borrowing(p, policy.borrows_memory, frames, guest)
+    numa = NumaPolicy(p, frames, guest, remote, execution, borrowing.floor + borrowing.unit)
+    pager = Pager(p, loop, frames, guest, disks)
+    alloc = Allocator(loop, frames, guest, borrowing, numa, pager, disks, execution)
+    behaviour = GuestBehaviour(loop, alloc, pager, disks)
+    memory = Memory(loop, streams, state, p.memory_tick_ms * 1e-3, frames, guest, alloc,
+                    behaviour, numa, borrowing, remote, disks, execution)
 
     # Faults: who depends on what, the cells' lifecycle, recovery, whole-VM migration.
     containment = Containment(loop, state, memory, f.data_follow_s)
@@ -141,16 +170,21 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
 
     # Who follows VMs and cells, in this order: memory first (a VM's memory exists before
     # anything reasons about it), then the containment rule, then recovery.
-    bus.on_vm_arrived(memory.on_vm_arrival)
+    bus.on_vm_arrived(memory.on_vm_arrived)
     bus.on_vm_arrived(containment.on_vm_arrived)
     bus.on_vm_arrived(recovery.on_vm_arrived)
     bus.on_vcpu_moved(containment.on_vcpu_moved)
-    bus.on_vm_exited(memory.on_vm_exit)
+    bus.on_vm_exited(memory.on_vm_exited)
     bus.on_vm_exited(recovery.on_vm_exited)
     bus.on_vm_migrated(memory.on_vm_migrated)
+    # A cell's failure: its frames are lost to their VMs, then its loans are cancelled, then
+    # it closes (all its frames free and its own by then). A repair: its memory first, then
+    # the arrivals that waited for it.
     bus.on_cell_failed(memory.on_cell_failed)
-    bus.on_cell_repaired(memory.on_cell_repaired)  # the cell's memory first, then
-    bus.on_cell_repaired(placement.on_cell_repaired)  # the arrivals that waited for it
+    bus.on_cell_failed(borrowing.on_cell_failed)
+    bus.on_cell_failed(frames.on_cell_failed)
+    bus.on_cell_repaired(frames.on_cell_repaired)
+    bus.on_cell_repaired(placement.on_cell_repaired)
 
     # The first events. Same-time events run in the order they were scheduled, so this order
     # is part of every result: the balancer's and the memory's ticks, the arrivals in mix
@@ -168,10 +202,11 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     recovery.start()
     vm_migration.start(f.evacuate, layout)
 
-    reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, memory, recovery,
-                                  vm_migration, placement]
+    reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, memory, borrowing,
+                                  numa, pager, disks, alloc, recovery, vm_migration, placement]
     sim = Simulation(cfg, loop, streams, policy, machine, bus, state, acct, execution, factory,
-                     migrator, idle, gang, periodic, placement, memory, containment, lifecycle,
+                     migrator, idle, gang, periodic, placement, frames, guest, remote, disks,
+                     borrowing, numa, pager, alloc, behaviour, memory, containment, lifecycle,
                      recovery, vm_migration, cpu_report, reporters)
     if cfg.sim.check_invariants:
         loop.after_event = sim.checker().check

@@ -8,7 +8,6 @@ from conftest import merge, small_config
 
 from disco.config import SimConfig
 from disco.runner import Simulation, build
-from disco.vmm.memory import MemoryManager
 
 # Partial profile overrides replace a whole profile, so tests spell theirs out.
 PMAKE = {"burst_ms": 15.0, "io_prob": 0.35, "io_ms": 6.0, "idle_prob": 0.05, "idle_ms": 10.0,
@@ -34,9 +33,6 @@ def run(cfg: SimConfig, until: float | None = None) -> tuple[Simulation, dict[st
     sim.run(until)
     return sim, sim.metrics()
 
-
-def memory(sim: Simulation) -> MemoryManager:
-    return sim.memory
 
 
 def with_policy(base: dict[str, Any], **policy: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Borrowing memory between cells (PAPER.md, Memory management; disco/vmm/borrowing.py)."""
 
-from memory_helpers import config, memory, run, with_policy
+from memory_helpers import config, run, with_policy
 
 from disco import simulate
 
@@ -20,10 +20,10 @@ def test_no_borrowing_below_trigger_never_happens():
     # A VM that fits leaves its cell above the trigger: nothing is ever borrowed ...
     mon, m = run(config(FITTING_DB))
     assert m["borrow_operations"] == 0 and m["memory_borrowed_mb"] == 0
-    assert min(memory(mon).cell_free) * 4 >= 16
+    assert min(mon.frames.cell_free) * 4 >= 16
     # ... and when borrowing does happen, the borrower was below the trigger at every loan.
     mon, m = run(config(BIG_DB))
-    bw = memory(mon).borrowing
+    bw = mon.borrowing
     assert m["borrow_operations"] > 0
     assert 0 <= bw.max_borrower_free < bw.trigger
 
@@ -31,7 +31,7 @@ def test_no_borrowing_below_trigger_never_happens():
 def test_lender_never_drops_below_floor():
     for floor in (32, 64):
         mon, m = run(config(with_policy(BIG_DB, lend_floor_mb=floor)))
-        bw = memory(mon).borrowing
+        bw = mon.borrowing
         assert m["borrow_operations"] > 0
         assert bw.min_lender_free_after * 4 >= floor
     # The floor caps what can be lent: a higher floor lends less, and the rest is paged.
@@ -43,25 +43,25 @@ def test_lender_never_drops_below_floor():
 
 def test_borrowed_memory_makes_vm_depend_on_lender():
     mon, m = run(config(BIG_DB), until=3.0)  # still running, memory grown past its cell
-    mm = memory(mon)
+    fs = mon.frames
     vm = mon.vms[0]
     assert vm.status == "running" and vm.home_cells == (0,)
     assert m["memory_borrowed_mb"] >= 64
-    assert mm.memory_cells(vm) == {0, 1}
-    assert mm.records[vm.id].lenders == [1]
+    assert mon.guest.memory_cells(vm) == {0, 1}
+    assert mon.guest.records[vm.id].lenders == [1]
     # Every borrowed frame it holds lies on the lender and is managed by its home cell.
-    r = mm.records[vm.id]
+    r = mon.guest.records[vm.id]
     on_lender = r.cell_count.get(1, 0)
     assert on_lender > 0
     frames = r.frame[r.frame >= 0]
-    assert ((frames // mm.fpn >= 2) == (mm.f_mgr[frames] != frames // mm.fpn // 2)).all()
+    assert ((frames // fs.fpn >= 2) == (fs.manager[frames] != frames // fs.fpn // 2)).all()
 
 
 def test_borrowed_amounts_balance_between_lender_and_borrower():
     mon, _ = run(config(BIG_DB), until=3.0)
-    bw = memory(mon).borrowing
-    assert bw.on_loan > 0
-    assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())
+    fs = mon.frames
+    assert fs.on_loan > 0
+    assert fs.on_loan == sum(k for d in fs.lent.values() for k in d.values())
     mon.checker().audit_memory()  # recounts every frame's manager against the books
 
 
@@ -79,7 +79,7 @@ def test_database_bigger_than_its_home_cell_completes_by_borrowing_with_small_sl
 def test_borrow_policy_none_keeps_memory_in_own_cells_and_pages_instead():
     mon, m = run(config(with_policy(BIG_DB, borrow_policy="none")))
     assert m["borrow_operations"] == 0 and m["pages_out"] > 0
-    assert memory(mon).memory_cells(mon.vms[0]) == {0}
+    assert mon.guest.memory_cells(mon.vms[0]) == {0}
     # The fixed-partition baseline never borrows either.
     fp = run(config({**BIG_DB, "policy": {"name": "fixed_partition"}}))[1]
     assert fp["borrow_operations"] == 0
@@ -94,8 +94,8 @@ def test_borrow_anywhere_takes_the_freest_cell_ignoring_containment():
     paper_mon, paper = run(config(mix))
     any_mon, anywhere = run(config(with_policy(mix, borrow_policy="anywhere")))
     assert paper["borrow_operations"] > 0 and anywhere["borrow_operations"] > 0
-    assert len(memory(paper_mon).memory_cells(paper_mon.vms[0])) < \
-        len(memory(any_mon).memory_cells(any_mon.vms[0]))
+    assert len(paper_mon.guest.memory_cells(paper_mon.vms[0])) < \
+        len(any_mon.guest.memory_cells(any_mon.vms[0]))
 
 
 def test_raising_the_trigger_borrows_earlier():
@@ -109,11 +109,11 @@ def test_raising_the_trigger_borrows_earlier():
 def test_a_lender_failure_kills_the_borrower_and_its_memory_goes_offline():
     cfg = config({**BIG_DB, "faults": {"scheduled": [{"type": "node", "node": 2, "at_s": 3.0}]}})
     mon, m = run(cfg, until=4.0)
-    mm = memory(mon)
+    fs = mon.frames
     assert mon.vms[0].status == "lost"  # its borrowed memory lay on the failed cell
     assert m["vms_lost_dependent"] == 1
-    assert not mm.cell_online[1] and mm.cell_free[1] == 0
-    assert mm.borrowing.on_loan == 0 and not mm.records
+    assert not fs.cell_online[1] and fs.cell_free[1] == 0
+    assert fs.on_loan == 0 and not mon.guest.records
     mon.checker().audit_memory()
 
 
@@ -121,11 +121,11 @@ def test_a_repaired_cell_lends_again():
     cfg = config({**BIG_DB, "faults": {"scheduled": [{"type": "node", "node": 2, "at_s": 0.2}],
                                        "cell_repair_s": 0.5}})
     mon, m = run(cfg)
-    mm = memory(mon)
-    assert mm.cell_online == [True, True]
+    fs = mon.frames
+    assert fs.cell_online == [True, True]
     # It had not grown past its cell by the fault, so every loan came after the repair.
     assert mon.vms[0].status == "done" and m["borrow_operations"] > 0
-    assert mm.cell_free[1] == 2 * mm.fpn  # all of it back
+    assert fs.cell_free[1] == 2 * fs.fpn  # all of it back
     mon.checker().audit_memory()
 
 

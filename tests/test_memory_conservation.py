@@ -8,7 +8,7 @@ free counts and borrowed reserves recount, and lent = borrowed for every (borrow
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from memory_helpers import memory, run
+from memory_helpers import run
 
 from disco import SimConfig
 
@@ -69,9 +69,8 @@ def memory_configs(draw):
 def test_memory_is_conserved_on_random_machines_and_mixes(cfg):
     mon, m = run(cfg)
     mon.checker().audit_memory()
-    mm = memory(mon)
-    bw = mm.borrowing
-    assert bw.on_loan == sum(k for d in bw.lent.values() for k in d.values())
+    fs, bw = mon.frames, mon.borrowing
+    assert fs.on_loan == sum(k for d in fs.lent.values() for k in d.values())
     if bw.operations:
         assert bw.max_borrower_free < bw.trigger
         assert bw.min_lender_free_after >= bw.floor
@@ -82,7 +81,7 @@ def test_memory_is_conserved_on_random_machines_and_mixes(cfg):
     # Every VM that ended gave all its memory back.
     for vm in mon.vms:
         if vm.status in ("done", "lost"):
-            assert vm.id not in mm.records
+            assert vm.id not in mon.guest.records
 
 
 def test_all_memory_comes_back_when_every_vm_has_finished():
@@ -99,7 +98,7 @@ def test_all_memory_comes_back_when_every_vm_has_finished():
                                "sim": {"duration_s": 60.0, "check_invariants": True}})
     mon, m = run(cfg)
     assert m["vms_completed"] == m["vms_total"]
-    mm = memory(mon)
-    assert not mm.records and not mm.regions
-    assert mm.node_free == [mm.fpn] * 4
-    assert mm.borrowing.on_loan == 0
+    fs = mon.frames
+    assert not mon.guest.records and not mon.guest.regions
+    assert fs.node_free == [fs.fpn] * 4
+    assert fs.on_loan == 0

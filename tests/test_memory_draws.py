@@ -1,10 +1,10 @@
-"""``memory._draws`` must take exactly what ``rng.integers(0, high, size=k)`` takes from the
-stream (the guest's frees are drawn with it; results are compared bit for bit)."""
+"""``guest_behaviour._draws`` must take exactly what ``rng.integers(0, high, size=k)`` takes
+from the stream (the guest's frees are drawn with it; results are compared bit for bit)."""
 
 import numpy as np
 
 from disco.engine.streams import RandomStreams
-from disco.vmm.memory import _draws
+from disco.vmm.guest_behaviour import _draws
 
 
 def test_draws_match_array_draws_and_leave_the_stream_in_step():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 from conftest import without_wall_time
-from memory_helpers import config, memory, run, with_policy
+from memory_helpers import config, run, with_policy
 
 from disco import SimConfig, simulate
 
@@ -27,20 +27,19 @@ def test_every_memory_metric_is_reported():
 
 def test_first_touch_puts_memory_on_the_touching_vcpus_nodes():
     mon, _ = run(config(with_policy(ONE_VM, numa_replication=False)), until=0.5)
-    mm = memory(mon)
     vm = mon.vms[0]
-    r = mm.records[vm.id]
-    vcpu_nodes = {mm.node_of_cpu[v.cpu] for v in vm.vcpus}
+    r = mon.guest.records[vm.id]
+    vcpu_nodes = {mon.cpus[v.cpu].node for v in vm.vcpus}
     assert set(r.node_count) <= vcpu_nodes and r.resident > 0
-    assert mm.memory_cells(vm) == set(vm.home_cells)
+    assert mon.guest.memory_cells(vm) == set(vm.home_cells)
 
 
 def test_memory_is_tracked_in_chunks_not_pages():
     cfg = config({**ONE_VM, "policy": {"chunk_mb": 8}})
     mon, _ = run(cfg, until=0.5)
-    mm = memory(mon)
-    assert mm.frames == 4 * 512 // 8
-    assert mm.records[0].n + mm.records[0].region.n == 256 // 8
+    assert mon.frames.frames == 4 * 512 // 8
+    r = mon.guest.records[0]
+    assert r.n + r.region.n == 256 // 8
 
 
 def _factor_far_away(workload: str) -> tuple[float, float]:
@@ -48,17 +47,17 @@ def _factor_far_away(workload: str) -> tuple[float, float]:
     mon, _ = run(config({"workload": {"vms": [{"workload": workload, "vcpus": 1,
                                                 "memory_mb": 64, "work_s": 1.0}]},
                          "policy": {"numa_replication": False}}), until=0.05)
-    mm = memory(mon)
-    r = mm.records[0]
-    node = mm.node_of_cpu[mon.vms[0].vcpus[0].cpu]
-    local = mm.factor(mon.vms[0].vcpus[0])
+    cost = mon.remote
+    r = mon.guest.records[0]
+    node = mon.cpus[mon.vms[0].vcpus[0].cpu].node
+    local = cost.factor(mon.vms[0].vcpus[0])
     far = node ^ 3  # two hypercube hops away
-    mm._compute(r, node)
+    cost.compute(r, node)
     # Pretend every chunk sits on ``far``: the model's answer for all-remote memory.
     r.node_count = {far: r.resident}
     r.region.node_count = {far: r.region.resident}
-    r.factor.clear()
-    mm._compute(r, node)
+    cost.forget(r)
+    cost.compute(r, node)
     return local, r.factor[node]
 
 
@@ -101,8 +100,8 @@ def test_numa_migration_pulls_borrowed_memory_home_when_it_pays():
     off_mon, off = run(config(with_policy(mix, numa_migration=False)), until=5.0)
     assert on["memory_borrowed_mb"] > 0
     assert on["chunk_migrations"] > 0 and off["chunk_migrations"] == 0
-    lent_on = memory(on_mon).records[0].cell_count.get(1, 0)
-    lent_off = memory(off_mon).records[0].cell_count.get(1, 0)
+    lent_on = on_mon.guest.records[0].cell_count.get(1, 0)
+    lent_off = off_mon.guest.records[0].cell_count.get(1, 0)
     assert lent_on < lent_off
 
 

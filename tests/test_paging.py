@@ -1,13 +1,14 @@
 """Paging under overcommit (PAPER.md, Paging; disco/vmm/paging.py, disco/vmm/disk.py)."""
 
 import pytest
-from memory_helpers import DATABASE, HOG, PMAKE, config, memory, run, with_policy
+from memory_helpers import DATABASE, HOG, PMAKE, config, run, with_policy
 
 from disco import simulate
 from disco.config import PolicyConfig, compose
 from disco.runner import build
+from disco.vmm.bus import Bus
 from disco.vmm.disk import Disks
-from disco.vmm.paging import ON_DISK, RESIDENT
+from disco.vmm.guest_memory import ON_DISK, RESIDENT
 
 # Two Databases and two Pmakes, 640 MB of guests on a 512 MB machine (overcommit 1.25).
 OVERCOMMIT = {"machine": {"memory_per_node_mb": 128},
@@ -48,10 +49,9 @@ DOUBLE = {"machine": {"memory_per_node_mb": 64}, "cells": {"count": 1},
 
 def test_paging_only_when_all_cells_short():
     mon, m = run(config(OVERCOMMIT))
-    mm = memory(mon)
     assert m["pages_out"] > 0 and m["memory_overcommit_ratio"] == pytest.approx(1.25)
     # At every page-out no other cell could lend: all were below floor + one unit.
-    assert 0 <= mm.pager.max_other_free_at_page < mm.borrowing.floor + mm.borrowing.unit
+    assert 0 <= mon.pager.max_other_free_at_page < mon.borrowing.floor + mon.borrowing.unit
     assert m["vms_completed"] == 4
     # Memory that fits is never paged, however the VMs are mixed.
     fits = {**OVERCOMMIT, "machine": {"memory_per_node_mb": 256}}
@@ -105,7 +105,7 @@ def test_every_optimisation_off_writes_more():
 
 
 def test_disk_queue_serves_requests_in_order_with_seek_and_transfer():
-    disks = Disks(PolicyConfig(paging_disks=2, disk_seek_ms=10.0, disk_mb_per_s=100.0))
+    disks = Disks(PolicyConfig(paging_disks=2, disk_seek_ms=10.0, disk_mb_per_s=100.0), Bus())
     assert disks.request(0, 1.0, 4.0, write=True) == pytest.approx(1.05)  # 10 ms + 40 ms
     assert disks.request(0, 1.0, 4.0, write=False) == pytest.approx(1.10)  # queued behind
     assert disks.request(1, 1.0, 4.0, write=True) == pytest.approx(1.05)  # its own queue
@@ -116,12 +116,11 @@ def test_disk_queue_serves_requests_in_order_with_seek_and_transfer():
 def test_resident_set_can_be_trimmed_second_chance_keeps_the_hot_chunks():
     mon, _ = run(config({"workload": {"vms": [{"workload": "database", "vcpus": 4,
                                                 "memory_mb": 256, "work_s": 5.0}]}}), until=1.0)
-    mm = memory(mon)
-    r = mm.records[0]
+    r = mon.guest.records[0]
     before, hot = r.resident_total(), set(range(r.used - r.hot, r.used))
-    mm.pager.trim(r, before - 8)
+    mon.pager.trim(r, before - 8)
     assert r.resident_total() == before - 8
-    assert mm.pager.pages_out == 8
+    assert mon.pager.pages_out == 8
     evicted = {j for j in range(r.n) if r.state[j] == ON_DISK}
     assert len(evicted) + r.region.on_disk == 8
     assert not evicted & hot  # cold chunks went first
@@ -133,15 +132,14 @@ def test_second_chance_spends_cleared_reference_bits_before_the_hot_working_set(
     # the private working set and the hot part of the guest kernel -- however old those are.
     mon, _ = run(config({"workload": {"vms": [{"workload": "database", "vcpus": 4,
                                                 "memory_mb": 256, "work_s": 5.0}]}}), until=1.0)
-    mm = memory(mon)
-    r = mm.records[0]
+    r = mon.guest.records[0]
     reg = r.region
     hot_lo = r.used - r.hot
     cold = [j for j in range(hot_lo) if r.state[j] == RESIDENT]
     hot_kernel = sum(i < r.vm.profile.working_set_fraction * reg.n for i in range(reg.n))
     cold_kernel = reg.n - hot_kernel
     assert cold and all(r.ref[j] for j in cold) and hot_kernel > 0
-    mm.pager.trim(r, r.resident_total() - len(cold) - cold_kernel)
+    mon.pager.trim(r, r.resident_total() - len(cold) - cold_kernel)
     assert all(r.state[j] == ON_DISK for j in cold)
     assert all(r.state[j] == RESIDENT for j in range(hot_lo, r.used))
     assert all(reg.state[i] == RESIDENT for i in range(hot_kernel))
@@ -153,40 +151,36 @@ def test_overlapping_disk_waits_are_charged_once():
     # waits until the later read ends, not for the sum of both waits.
     mon, _ = run(config({"workload": {"vms": [{"workload": "database", "vcpus": 1,
                                                 "memory_mb": 256, "work_s": 5.0}]}}), until=1.0)
-    mm = memory(mon)
-    r = mm.records[0]
-    mm.pager.trim(r, r.resident_total() - 12)  # writes queued on its disk, nobody charged
+    alloc = mon.alloc
+    r = mon.guest.records[0]
+    mon.pager.trim(r, r.resident_total() - 12)  # writes queued on its disk, nobody charged
     out = [j for j in range(r.n) if r.state[j] == ON_DISK][:2]
     assert len(out) == 2
-    now, stall = mon.loop.now, mm.stall_s
+    now, stall = mon.loop.now, alloc.stall_s
     for j in out:
-        assert mm.page_in(r, j)
-    end = mm.disks.free_at[mm.disks.disk_of(r.vm.id)]
+        assert alloc.page_in(r, j)
+    end = mon.disks.free_at[mon.disks.disk_of(r.vm.id)]
     assert end > now + 0.4  # behind the 12 writes
-    assert mm.stall_s - stall == pytest.approx(end - now)
-    mm.pager.wait(r, end)  # a wait it already covers costs nothing more
-    assert mm.stall_s - stall == pytest.approx(end - now)
+    assert alloc.stall_s - stall == pytest.approx(end - now)
+    alloc.stall(r, end)  # a wait it already covers costs nothing more
+    assert alloc.stall_s - stall == pytest.approx(end - now)
 
 
 def _io_log(overrides: list[str], acts: tuple[str, ...]) -> list[tuple[float, int, bool, int]]:
     """Every disk request of one run of the paging study: (time, disk, write, the pager's
     ``acts`` counters summed when it was issued)."""
-    mon = build(compose(overrides))
-    pager = memory(mon).pager
-    disks = memory(mon).disks
+    bus = Bus()
     log: list[tuple[float, int, bool, int]] = []
-    request = disks.request
 
-    def logged(disk: int, now: float, mb: float, write: bool) -> float:
-        log.append((now, disk, write, sum(getattr(pager, a) for a in acts)))
-        return request(disk, now, mb, write)
+    def logged(disk: int, now: float, mb: float, write: bool) -> None:
+        log.append((now, disk, write, sum(getattr(sim.pager, a) for a in acts)))
 
-    disks.request = logged  # type: ignore[method-assign]
-    mon.loop.run(until=mon.cfg.sim.duration_s)
+    bus.on_disk_request(logged)
+    sim = build(compose(overrides), bus)
+    sim.run()
     return log
 
 
-@pytest.mark.python_sources  # patches Disks.request
 @pytest.mark.parametrize("switch, acts", [
     ("paging_skip_freed", ("avoided_free", "avoided_free_reads")),
     ("paging_shared_once", ("avoided_shared",)),

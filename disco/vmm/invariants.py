@@ -15,7 +15,8 @@ from disco.engine import EventLoop
 from disco.hardware import Machine
 from disco.vmm.accounting import CpuAccounts
 from disco.vmm.cell_lifecycle import CellLifecycle
-from disco.vmm.memory import MemoryManager
+from disco.vmm.frames import FREE, REPLICA, FrameStore
+from disco.vmm.guest_memory import RESIDENT, GuestMemory
 from disco.vmm.recovery import Recovery
 from disco.vmm.state import RUNNABLE, RUNNING, STATE_NAMES, MonitorState
 
@@ -29,7 +30,7 @@ class InvariantChecker:
 
     def __init__(self, loop: EventLoop, machine: Machine, state: MonitorState,
                  acct: CpuAccounts, gang: bool, lifecycle: CellLifecycle, recovery: Recovery,
-                 memory: MemoryManager) -> None:
+                 frames: FrameStore, guest: GuestMemory) -> None:
         self.loop = loop
         self.machine = machine
         self.state = state
@@ -37,7 +38,8 @@ class InvariantChecker:
         self.gang = gang
         self.lifecycle = lifecycle
         self.recovery = recovery
-        self.memory = memory
+        self.frames = frames
+        self.guest = guest
         self._memory_events = 0
 
     def fail(self, what: str) -> None:
@@ -128,15 +130,15 @@ class InvariantChecker:
                     self.fail(f"cpu {i} of failed cell {cell} still queues VCPUs")
 
     def check_memory(self) -> None:
-        """Memory (``memory.py``), when attached: per node used + free = frames, every event;
-        every 64th event a full audit (``audit_memory``)."""
-        mm = self.memory
-        used = np.bincount(np.flatnonzero(mm.f_owner != -1) // mm.fpn, minlength=len(mm.free))
-        for n, stacks in enumerate(mm.free):
+        """Memory: per node used + free = frames, every event; every 64th event a full audit
+        (``audit_memory``)."""
+        fs = self.frames
+        used = np.bincount(np.flatnonzero(fs.owner != FREE) // fs.fpn, minlength=len(fs.free))
+        for n, stacks in enumerate(fs.free):
             free = sum(len(s) for s in stacks.values())
-            if free != mm.node_free[n] or free + int(used[n]) != mm.fpn:
+            if free != fs.node_free[n] or free + int(used[n]) != fs.fpn:
                 self.fail(f"memory of node {n}: used {int(used[n])} + free {free} "
-                          f"(counter {mm.node_free[n]}) != {mm.fpn} frames")
+                          f"(counter {fs.node_free[n]}) != {fs.fpn} frames")
         self._memory_events += 1
         if self._memory_events % 64 == 1:
             self.audit_memory()
@@ -144,65 +146,65 @@ class InvariantChecker:
     def audit_memory(self) -> None:
         """Every frame has one home node and is in exactly one place: one free stack (with its
         manager) or one owner's chunk; per-cell free and the loans recount; lent = borrowed."""
-        mm = self.memory
+        fs, guest = self.frames, self.guest
+        fpn = fs.fpn
         nodes_per_cell = self.machine.nodes_per_cell
-        seen = np.zeros(mm.frames, np.int32)
-        cells = len(mm.cell_free)
+        seen = np.zeros(fs.frames, np.int32)
+        cells = len(fs.cell_free)
         own_free = [0] * cells
         loan_free: dict[tuple[int, int], int] = {}
-        for n, stacks in enumerate(mm.free):
-            cell = mm.cell_of_node[n]
+        for n, stacks in enumerate(fs.free):
+            cell = fs.cell_of_node[n]
             for mgr, stack in stacks.items():
                 for f in stack:
                     seen[f] += 1
-                    if f // mm.fpn != n or mm.f_owner[f] != -1 or mm.f_mgr[f] != mgr:
+                    if f // fpn != n or fs.owner[f] != FREE or fs.manager[f] != mgr:
                         self.fail(f"free frame {f} on node {n} stack of cell {mgr}: home "
-                                  f"{f // mm.fpn}, owner {mm.f_owner[f]}, manager {mm.f_mgr[f]}")
+                                  f"{f // fpn}, owner {fs.owner[f]}, manager {fs.manager[f]}")
                 if mgr == cell:
                     own_free[cell] += len(stack)
                 elif stack:
                     loan_free[(mgr, cell)] = loan_free.get((mgr, cell), 0) + len(stack)
-        for vid, r in mm.records.items():
+        for vid, r in guest.records.items():
             resident = np.flatnonzero(r.frame >= 0).tolist()
             for j in resident:
                 f = int(r.frame[j])
                 seen[f] += 1
-                if mm.f_owner[f] != vid or mm.f_idx[f] != j:
-                    self.fail(f"vm {vid} chunk {j} in frame {f} owned by {mm.f_owner[f]}")
+                if fs.owner[f] != vid or fs.index[f] != j:
+                    self.fail(f"vm {vid} chunk {j} in frame {f} owned by {fs.owner[f]}")
             missing = set(resident) - set(r.fifo)
             if missing or len(resident) != r.resident:
                 self.fail(f"vm {vid}: {r.resident} resident counted, {len(resident)} mapped, "
                           f"{len(missing)} outside its FIFO (never evictable)")
-        for reg in mm.regions.values():
+        for reg in guest.regions.values():
             for i in np.flatnonzero(reg.frame >= 0).tolist():
                 seen[int(reg.frame[i])] += 1
             for reps in reg.replicas.values():
                 for i, f in reps.items():
                     seen[f] += 1
-                    if mm.f_owner[f] != -3 or mm.f_idx[f] != i or reg.state[i] != 1:
-                        self.fail(f"replica frame {f} of chunk {i}: owner {mm.f_owner[f]}")
-        replicas = np.bincount(np.flatnonzero(mm.f_owner == -3) // mm.fpn
-                               // nodes_per_cell, minlength=len(mm.cell_free))
-        if replicas.tolist() != mm.cell_replicas:
-            self.fail(f"replica frames per cell {replicas.tolist()} != books {mm.cell_replicas}")
+                    if fs.owner[f] != REPLICA or fs.index[f] != i or reg.state[i] != RESIDENT:
+                        self.fail(f"replica frame {f} of chunk {i}: owner {fs.owner[f]}")
+        replicas = np.bincount(np.flatnonzero(fs.owner == REPLICA) // fpn
+                               // nodes_per_cell, minlength=cells)
+        if replicas.tolist() != fs.cell_replicas:
+            self.fail(f"replica frames per cell {replicas.tolist()} != books {fs.cell_replicas}")
         bad = np.flatnonzero(seen != 1)
         if len(bad):
             f = int(bad[0])
-            self.fail(f"frame {f} is in {int(seen[f])} places (owner {mm.f_owner[f]})")
+            self.fail(f"frame {f} is in {int(seen[f])} places (owner {fs.owner[f]})")
         for c in range(cells):
-            if mm.cell_online[c] and own_free[c] != mm.cell_free[c]:
-                self.fail(f"cell {c} free counter {mm.cell_free[c]} != recount {own_free[c]}")
-        bw = mm.borrowing
-        home = np.repeat(np.arange(len(mm.free)) // nodes_per_cell, mm.fpn)
+            if fs.cell_online[c] and own_free[c] != fs.cell_free[c]:
+                self.fail(f"cell {c} free counter {fs.cell_free[c]} != recount {own_free[c]}")
+        home = np.repeat(np.arange(len(fs.free)) // nodes_per_cell, fpn)
         lent_rc: dict[tuple[int, int], int] = {}
-        for f in np.flatnonzero(mm.f_mgr != home).tolist():
-            key = (int(mm.f_mgr[f]), int(home[f]))
+        for f in np.flatnonzero(fs.manager != home).tolist():
+            key = (int(fs.manager[f]), int(home[f]))
             lent_rc[key] = lent_rc.get(key, 0) + 1
-        lent = {(b, ln): k for b, d in bw.lent.items() for ln, k in d.items() if k}
+        lent = {(b, ln): k for b, d in fs.lent.items() for ln, k in d.items() if k}
         if lent != lent_rc:
             self.fail(f"loans (borrower, lender): books {lent} != frames {lent_rc}")
-        books = {(b, ln): k for b, d in bw.loan_free.items() for ln, k in d.items() if k}
+        books = {(b, ln): k for b, d in fs.loan_free.items() for ln, k in d.items() if k}
         if books != loan_free:
             self.fail(f"borrowed reserves: books {books} != free stacks {loan_free}")
-        if bw.on_loan != sum(lent_rc.values()):
-            self.fail(f"on loan {bw.on_loan} != {sum(lent_rc.values())}")
+        if fs.on_loan != sum(lent_rc.values()):
+            self.fail(f"on loan {fs.on_loan} != {sum(lent_rc.values())}")

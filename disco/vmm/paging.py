@@ -25,17 +25,17 @@ The paper's three optimisations, each switchable and counted:
   once per sharer.
 - ``paging_virtual_disk``: when the guest pages out to its (virtual) paging disk a chunk the
   monitor already paged out, only a mapping changes (``disk_writes_avoided_double``); without
-  it the chunk is read back and written again (double paging). See ``MemoryManager._guest_page``.
+  it the chunk is read back and written again (double paging). See ``guest_pages_out``.
 
 Writes and reads go through the disk model (``disk.py``); the VCPU that needed the frame, or
-touched the paged-out chunk, waits for the disk (see ``memory.py``; waits for requests queued
-on one disk overlap, ``MemoryManager.disk_wait``).
+touched the paged-out chunk, waits for the disk (``allocation.Allocator.stall``: waits for
+requests queued on one disk overlap).
 
 **Totals are not monotone in the switches.** Each optimisation only removes I/O where it acts:
 the same eviction costs fewer requests (``tests/test_paging.py`` checks the runs with it on and
 off issue the same I/O until it first acts). From then on they are different simulations: a
 shorter disk queue lets a VM whose paging disk was backed up grow and fault again sooner
-(``MemoryManager.tick``), stalls change which VCPUs run and touch memory, and under heavy
+(``memory.Memory.tick``), stalls change which VCPUs run and touch memory, and under heavy
 overcommit (working sets larger than the machine) small timing changes decide, e.g., whether a
 VM finishes before its working set has to be paged back in. So on one seed a run with an
 optimisation on can write more than the same seed with it off; compare means over replicates.
@@ -43,23 +43,22 @@ optimisation on can write more than the same seed with it off; compare means ove
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
-
 from disco.config import PolicyConfig
-
-if TYPE_CHECKING:
-    from disco.vmm.memory import MemoryManager, VMMemory
-
-# Final: inlined when compiled (see vmm/state.py)
-EMPTY: Final = 0
-RESIDENT: Final = 1
-ON_DISK: Final = 2
-FREED: Final = 3
+from disco.engine import EventLoop
+from disco.vmm.disk import Disks
+from disco.vmm.frames import FrameStore
+from disco.vmm.guest_memory import EMPTY, FREED, ON_DISK, RESIDENT, GuestMemory, VMMemory
+from disco.vmm.reporting import Report
 
 
 class Pager:
-    def __init__(self, mm: MemoryManager, p: PolicyConfig) -> None:
-        self.mm = mm
+    def __init__(self, p: PolicyConfig, loop: EventLoop, frames: FrameStore, guest: GuestMemory,
+                 disks: Disks) -> None:
+        self.loop = loop
+        self.frames = frames
+        self.guest = guest
+        self.disks = disks
+        self.chunk_mb = p.chunk_mb
         self.enabled = p.paging
         self.skip_freed = p.paging_skip_freed
         self.shared_once = p.paging_shared_once
@@ -74,18 +73,28 @@ class Pager:
         # was short, i.e. could not lend).
         self.max_other_free_at_page = -1
 
+    def report(self, out: Report) -> None:
+        out.metrics.update({
+            "pages_out": self.pages_out,
+            "pages_in": self.pages_in,
+            "disk_writes_avoided_free": self.avoided_free,
+            "disk_writes_avoided_shared": self.avoided_shared,
+            "disk_writes_avoided_double": self.avoided_double,
+            "disk_reads_avoided_free": self.avoided_free_reads,
+        })
+
     def make_room(self, vmm: VMMemory, need: int) -> float:
         """Evict up to ``need`` chunks into frames ``vmm`` can use. Returns the time the last
         write completes (now if none), or -1.0 if nothing could be freed."""
-        mm = self.mm
         if not self.enabled:
             return -1.0
+        frames = self.frames
         home = vmm.vm.home_cells
-        others = [mm.cell_free[c] for c in range(len(mm.cell_free))
-                  if c not in home and mm.cell_online[c]]
+        others = [frames.cell_free[c] for c in range(len(frames.cell_free))
+                  if c not in home and frames.cell_online[c]]
         if others:
             self.max_other_free_at_page = max(self.max_other_free_at_page, max(others))
-        now = mm.loop.now
+        now = self.loop.now
         done_at = now
         freed = 0
         for victim in self._victims(vmm):
@@ -101,18 +110,18 @@ class Pager:
         the time the last write completes."""
         excess = r.resident_total() - chunks
         if excess <= 0:
-            return self.mm.loop.now
-        cells = tuple(range(len(self.mm.cell_free)))
+            return self.loop.now
+        cells = tuple(range(len(self.frames.cell_free)))
         return self._evict(r, cells, excess)[1]
 
     def _victims(self, vmm: VMMemory) -> list[VMMemory]:
         """VMs holding memory in the needing VM's home cells, furthest over their share first."""
-        mm = self.mm
+        guest = self.guest
         home = vmm.vm.home_cells
-        total = mm.frames
-        mb = max(mm.running_mb, 1)
+        total = self.frames.frames
+        mb = max(guest.running_mb, 1)
         cands = []
-        for r in mm.records.values():
+        for r in guest.records.values():
             if r is not vmm and not any(r.cell_count.get(c, 0) for c in home):
                 continue
             share = total * r.vm.memory_mb / mb
@@ -122,10 +131,9 @@ class Pager:
 
     def _evict(self, r: VMMemory, home: tuple[int, ...], need: int) -> tuple[int, float]:
         """Second chance over ``r``'s FIFO, evicting frames managed by ``home`` cells."""
-        mm = self.mm
         fifo = r.fifo
-        f_mgr = mm.f_mgr
-        done_at = mm.loop.now
+        manager = self.frames.manager
+        done_at = self.loop.now
         count = 0
         hot_lo = r.used - r.hot
         limit = len(fifo)
@@ -137,7 +145,7 @@ class Pager:
             f = self._frame_of(r, e)
             if f < 0:
                 continue  # stale entry: no longer resident
-            if int(f_mgr[f]) not in home:
+            if int(manager[f]) not in home:
                 fifo.append(e)
                 continue
             if self._referenced(r, e, hot_lo):
@@ -184,11 +192,10 @@ class Pager:
         return reg is not None and -e - 1 < r.vm.profile.working_set_fraction * reg.n
 
     def _evict_one(self, r: VMMemory, e: int, f: int) -> float:
-        mm = self.mm
-        now = mm.loop.now
-        disks = mm.disks
+        now = self.loop.now
+        disks = self.disks
         disk = disks.disk_of(r.vm.id)
-        chunk = mm.chunk_mb
+        chunk = self.chunk_mb
         done_at = now
         self.pages_out += 1
         if e >= 0:
@@ -199,7 +206,7 @@ class Pager:
                 done_at = disks.request(disk, now, chunk, write=True)
                 r.state[e] = ON_DISK
                 r.on_disk += 1
-            mm.unmap_private(r, e, f)
+            self.guest.unmap_private(r, e, f)
             return done_at
         reg = r.region
         assert reg is not None
@@ -210,13 +217,26 @@ class Pager:
             done_at = disks.request(disk, now, chunk, write=True)
         reg.state[i] = ON_DISK
         reg.on_disk += 1
-        mm.unmap_shared(reg, i, f)
+        self.guest.unmap_shared(reg, i, f)
         return done_at
 
-    def wait(self, r: VMMemory, until: float) -> None:
-        """The VM's touching VCPU stalls on its CPU until ``until`` (disk I/O)."""
-        mm = self.mm
-        if until > mm.loop.now:
-            v = mm.toucher(r)
-            if v is not None:
-                mm.disk_wait(v, until)
+    # -- what the guest's own behaviour meets (guest_behaviour.py) ----------------------------
+    def guest_freed_on_disk(self, r: VMMemory, j: int) -> None:
+        """The guest freed chunk ``j``, which is on disk. With ``paging_skip_freed`` the
+        monitor learns the data is dead and drops it: its reuse reads nothing back."""
+        if self.skip_freed:
+            r.state[j] = EMPTY
+            r.on_disk -= 1
+            self.avoided_free_reads += 1
+
+    def guest_pages_out(self, r: VMMemory, j: int) -> bool:
+        """The guest pages chunk ``j``, which the monitor already paged out, to its own paging
+        disk. With ``paging_virtual_disk`` only a mapping changes (True: the chunk is empty
+        now, for the guest to reuse); otherwise False: it must be read back and written
+        again (double paging)."""
+        if not self.virtual_disk:
+            return False
+        self.avoided_double += 1  # remap the monitor's copy to the guest's disk
+        r.state[j] = EMPTY
+        r.on_disk -= 1
+        return True
