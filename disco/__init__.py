@@ -9,6 +9,7 @@ from disco import native
 
 native.enable()  # before any core module is imported: it decides where they come from
 
+from disco import policies  # noqa: E402, F401  (registers every system with validation)
 from disco.config import ConfigError, SimConfig  # noqa: E402  (after enable)
 from disco.result import SimResult  # noqa: E402
 from disco.runner import simulate  # noqa: E402

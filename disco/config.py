@@ -17,12 +17,9 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 WORKLOAD_TYPES = ("raytrace", "pmake", "database", "webserver")
-POLICIES = ("cellular_disco", "disco_one_cell", "fixed_partition", "smp_os")
-# Policies whose whole machine is one cell (one monitor or one OS: no fault containment).
-ONE_CELL_POLICIES = ("disco_one_cell", "smp_os")
 
 
 class ConfigError(ValueError):
@@ -31,6 +28,35 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value: Any, reason: str) -> None:
         self.key, self.value, self.reason = key, value, reason
         super().__init__(f"invalid config {key}={value!r}: {reason}")
+
+
+class PolicyRules(Protocol):
+    """What validation and the machine's layout ask of the system ``policy.name`` names.
+    Each system registers itself (``disco/policies/__init__.py``, imported by ``import
+    disco``); this module knows no system by name."""
+
+    name: str
+    one_cell: bool  # the whole machine is one cell (one monitor or one OS)
+    borrows_memory: bool  # may a cell lend memory to another
+
+    def check(self, cfg: SimConfig) -> None:
+        """The system's own rules: raise ``ConfigError`` naming the key."""
+        ...
+
+
+_POLICIES: dict[str, PolicyRules] = {}
+
+
+def register_policy(rules: PolicyRules) -> None:
+    _POLICIES[rules.name] = rules
+
+
+def policy_rules(name: str) -> PolicyRules:
+    """The registered system called ``name``; ``ConfigError`` on ``policy.name`` if none."""
+    rules = _POLICIES.get(name)
+    if rules is None:
+        raise ConfigError("policy.name", name, f"unknown policy; known: {', '.join(_POLICIES)}")
+    return rules
 
 
 @dataclass(slots=True)
@@ -310,7 +336,9 @@ class SimConfig:
     # -- derived topology -------------------------------------------------------------
     @property
     def nodes_per_cell(self) -> int:
-        if self.policy.name in ONE_CELL_POLICIES:
+        """Nodes per cell of the simulated machine: the whole machine under a one-cell
+        system, else the ``cells`` section's layout."""
+        if policy_rules(self.policy.name).one_cell:
             return self.machine.nodes
         if self.cells.nodes_per_cell is not None:
             return self.cells.nodes_per_cell
@@ -341,10 +369,8 @@ class SimConfig:
         _positive("machine.memory_per_node_mb", m.memory_per_node_mb)
         for key in ("local_latency_ns", "remote_latency_ns", "hop_latency_ns"):
             _non_negative(f"machine.{key}", getattr(m, key))
-        if p.name not in POLICIES:
-            raise ConfigError("policy.name", p.name,
-                              f"unknown policy; known: {', '.join(POLICIES)}")
-        if p.name not in ONE_CELL_POLICIES:  # those make the whole machine one cell
+        rules = policy_rules(p.name)
+        if not rules.one_cell:  # else the whole machine is one cell
             _check_cells(m, c)
         _positive("sim.duration_s", s.duration_s)
         _positive("sim.sample_interval_s", s.sample_interval_s)
@@ -392,27 +418,23 @@ class SimConfig:
             if g.vcpus > cpus:
                 raise ConfigError(f"{key}.vcpus", g.vcpus,
                                   f"a VM's VCPUs need distinct CPUs; the machine has {cpus}")
-            per_cell = self.nodes_per_cell * m.cpus_per_node
-            if p.name == "fixed_partition" and g.vcpus > per_cell:
-                raise ConfigError(f"{key}.vcpus", g.vcpus,
-                                  f"policy fixed_partition binds a VM to one partition (cell) of "
-                                  f"{per_cell} CPUs")
-            # One-cell policies ignore home_cell, so one mix compares across every policy.
-            if (g.home_cell is not None and p.name not in ONE_CELL_POLICIES
+            # One-cell systems ignore home_cell, so one mix compares across every policy.
+            if (g.home_cell is not None and not rules.one_cell
                     and not 0 <= g.home_cell < cells):
                 raise ConfigError(f"{key}.home_cell", g.home_cell, f"the machine has {cells} cells")
             total_vcpus += g.count * g.vcpus
         if not p.overcommit_vcpus and total_vcpus > cpus:
             raise ConfigError("policy.overcommit_vcpus", p.overcommit_vcpus,
                               f"the mix has {total_vcpus} VCPUs for {cpus} CPUs")
-        _check_memory(self)
+        rules.check(self)
+        _check_memory(self, rules)
         _check_faults(self)
 
 
 BORROW_POLICIES = ("paper", "none", "anywhere")
 
 
-def _check_memory(cfg: SimConfig) -> None:
+def _check_memory(cfg: SimConfig, rules: PolicyRules) -> None:
     """The memory knobs (``policy.chunk_mb`` ...), profile memory fields and VM sizes."""
     m, p, w = cfg.machine, cfg.policy, cfg.workload
     _positive("policy.chunk_mb", p.chunk_mb)
@@ -447,7 +469,7 @@ def _check_memory(cfg: SimConfig) -> None:
     total = m.nodes * m.memory_per_node_mb
     cell_mb = cfg.nodes_per_cell * m.memory_per_node_mb
     cpus_per_cell = cfg.nodes_per_cell * m.cpus_per_node
-    own_only = p.borrow_policy == "none" or p.name == "fixed_partition"
+    own_only = p.borrow_policy == "none" or not rules.borrows_memory
     for i, g in enumerate(w.vms):
         if p.paging:
             break

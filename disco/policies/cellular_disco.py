@@ -13,15 +13,15 @@ from __future__ import annotations
 import math
 
 from disco.config import SimConfig, WorkloadProfile
-from disco.policies.base import os_contention_rate
+from disco.policies.base import System, os_contention_rate
 
 
-class CellularDisco:
+class CellularDisco(System):
+    """The monitor with fault-containment cells: gang scheduling as configured
+    (``policy.gang``), VCPUs, VMs and memory may cross cells, a fault kills its cells'
+    dependents."""
+
     name = "cellular_disco"
-    spin_penalty = True
-    borrows_memory = True
-    contains_faults = True
-    cross_cell_moves = True
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg.policy
@@ -34,7 +34,8 @@ class CellularDisco:
 
 
 class DiscoOneCell(CellularDisco):
-    """The original Disco: the same monitor, but the whole machine is one cell
-    (``SimConfig.nodes_per_cell`` makes it so), so any hardware fault takes every VM down."""
+    """The original Disco: the same monitor, but the whole machine is one cell, so any
+    hardware fault takes every VM down (through the same containment rule)."""
 
     name = "disco_one_cell"
+    one_cell = True

@@ -9,17 +9,25 @@ its partition's VMs. Within a partition the OS schedules threads on its own, as 
 
 from __future__ import annotations
 
-from disco.config import SimConfig, WorkloadProfile
-from disco.policies.base import os_contention_rate
+from disco.config import ConfigError, SimConfig, WorkloadProfile
+from disco.policies.base import System, os_contention_rate
 
 
-class FixedPartition:
+class FixedPartition(System):
     name = "fixed_partition"
     gang = False
     spin_penalty = False
+    cross_cell_moves = False  # a partition's OS runs where it was booted
     borrows_memory = False  # each partition's OS has its own memory
-    contains_faults = True
-    cross_cell_moves = False
+
+    @classmethod
+    def check(cls, cfg: SimConfig) -> None:
+        per_cell = cfg.nodes_per_cell * cfg.machine.cpus_per_node
+        for i, g in enumerate(cfg.workload.vms):
+            if g.vcpus > per_cell:
+                raise ConfigError(f"workload.vms[{i}].vcpus", g.vcpus,
+                                  f"policy {cls.name} binds a VM to one partition (cell) of "
+                                  f"{per_cell} CPUs")
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg.policy

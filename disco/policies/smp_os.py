@@ -10,16 +10,15 @@ siblings no spinning. The machine is a single cell: any hardware fault takes all
 from __future__ import annotations
 
 from disco.config import SimConfig, WorkloadProfile
-from disco.policies.base import os_contention_rate
+from disco.policies.base import System, os_contention_rate
 
 
-class SmpOs:
+class SmpOs(System):
     name = "smp_os"
+    one_cell = True
     gang = False
-    spin_penalty = False
-    borrows_memory = True  # one OS: all memory is one pool
-    contains_faults = False  # any hardware fault takes the one OS down: reboot
-    cross_cell_moves = True
+    spin_penalty = False  # the OS knows its own locks
+    contains_faults = False  # any hardware fault takes the one OS down: a reboot
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg.policy

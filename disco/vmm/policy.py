@@ -13,7 +13,6 @@ from disco.config import WorkloadProfile
 
 
 class Policy(Protocol):
-    name: str
     gang: bool  # gang-schedule each VM's VCPUs (a monitor running guest OSes)
     spin_penalty: bool  # a descheduled sibling makes the others spin (a guest cannot know)
     cross_cell_moves: bool  # may a VCPU, or a whole VM, ever move to another cell
