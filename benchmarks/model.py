@@ -16,7 +16,7 @@ import resource
 import time
 
 from disco import SimConfig, native, simulate
-from disco.config import compose
+from disco.framework.compose import compose
 
 
 def measure(label: str, cfg: SimConfig, repeats: int) -> None:

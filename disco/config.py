@@ -5,8 +5,12 @@
 Every value marked [A] in PAPER.md is an assumption and is a field here, so it can be swept.
 
 The same dataclasses are the Hydra schema (``disco.framework``), so there is one source of
-truth. ``validate()`` runs every cross-field check before a run starts and raises one
-``ConfigError`` naming the key and the bad value.
+truth. A numeric field declares the values it accepts where it is declared
+(``Annotated[float, Fraction]``, ``Range(0, 1, lo_open=True)``; ``Within`` when its bounds
+depend on other fields); units are in the field names (``_ms``, ``_mb``, ``_per_s`` ...).
+``validate()`` checks every declared range, then the cross-field rules and the chosen system's
+own (``PolicyRules.check``), before a run starts, and raises one ``ConfigError`` naming the key
+and the bad value.
 """
 
 from __future__ import annotations
@@ -17,9 +21,48 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 WORKLOAD_TYPES = ("raytrace", "pmake", "database", "webserver")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A numeric field accepts finite values ``lo <= v <= hi`` (``lo < v`` when ``lo_open``,
+    ``v < hi`` when ``hi_open``; no bound where None). None, for a field that may be null, is
+    not checked."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def admits(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+    def describe(self) -> str:
+        if self.hi is None:
+            return f"must be {'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"must be {'<' if self.hi_open else '<='} {self.hi:g}"
+        return (f"must be in {'(' if self.lo_open else '['}{self.lo:g}, "
+                f"{self.hi:g}{')' if self.hi_open else ']'}")
+
+
+@dataclass(frozen=True, slots=True)
+class Within:
+    """A numeric field whose bounds depend on other fields: ``validate()`` checks it."""
+
+    what: str
+
+
+Positive = Range(0, lo_open=True)
+NonNegative = Range(0)
+Fraction = Range(0, 1)
 
 
 class ConfigError(ValueError):
@@ -64,20 +107,21 @@ class MachineConfig:
     """Hardware: nodes of CPUs and memory joined by a hypercube of routers (PAPER.md, Machine)."""
 
     name: str = "origin2000_32"
-    nodes: int = 16
-    cpus_per_node: int = 2  # [S] 2 R10000s per Origin node
-    memory_per_node_mb: int = 512  # [A] 8 GB in all
-    local_latency_ns: float = 310.0  # [A] SGI material: 300-330 ns
-    remote_latency_ns: float = 550.0  # [A] one router away
-    hop_latency_ns: float = 100.0  # [A] per extra router hop
+    nodes: Annotated[int, Positive] = 16
+    cpus_per_node: Annotated[int, Positive] = 2  # [S] 2 R10000s per Origin node
+    memory_per_node_mb: Annotated[int, Positive] = 512  # [A] 8 GB in all
+    local_latency_ns: Annotated[float, NonNegative] = 310.0  # [A] SGI material: 300-330 ns
+    remote_latency_ns: Annotated[float, NonNegative] = 550.0  # [A] one router away
+    hop_latency_ns: Annotated[float, NonNegative] = 100.0  # [A] per extra router hop
 
 
 @dataclass(slots=True)
 class CellsConfig:
     """Fault-containment cells: contiguous groups of nodes. Give ``count`` or ``nodes_per_cell``."""
 
-    count: int | None = 8  # [R] the paper compares 1 cell with 8 cells
-    nodes_per_cell: int | None = None  # set this (and count=null) for e.g. one cell per node
+    count: Annotated[int | None, Positive] = 8  # [R] the paper compares 1 cell with 8 cells
+    # set this (and count=null) for e.g. one cell per node
+    nodes_per_cell: Annotated[int | None, Positive] = None
 
 
 @dataclass(slots=True)
@@ -90,25 +134,29 @@ class WorkloadProfile:
     describes them.
     """
 
-    burst_ms: float = 20.0  # mean compute between guest blocking points
-    io_prob: float = 0.0  # chance a blocking point is an I/O wait
-    io_ms: float = 5.0
-    idle_prob: float = 0.0  # chance a blocking point is guest-idle (no work for this VCPU)
-    idle_ms: float = 5.0
-    kernel_fraction: float = 0.1  # share of time in the kernel: sets virtualization overhead
-    spin_sensitivity: float = 0.0  # progress lost while a sibling VCPU is descheduled
-    memory_intensity: float = 0.3  # sensitivity to remote memory latency (memory issue)
+    burst_ms: Annotated[float, Positive] = 20.0  # mean compute between guest blocking points
+    io_prob: Annotated[float, Fraction] = 0.0  # chance a blocking point is an I/O wait
+    io_ms: Annotated[float, NonNegative] = 5.0
+    # chance a blocking point is guest-idle (no work for this VCPU)
+    idle_prob: Annotated[float, Fraction] = 0.0
+    idle_ms: Annotated[float, NonNegative] = 5.0
+    # share of time in the kernel: sets virtualization overhead
+    kernel_fraction: Annotated[float, NonNegative] = 0.1
+    # progress lost while a sibling VCPU is descheduled
+    spin_sensitivity: Annotated[float, Fraction] = 0.0
+    # sensitivity to remote memory latency (memory issue)
+    memory_intensity: Annotated[float, Fraction] = 0.3
     # Memory behaviour (disco/vmm/memory.py), all [A]: share of memory_mb touched at boot;
     # growth after boot (Database grows); hot share of the touched memory; guest kernel and
     # binaries identical across VMs of this workload (shared copy-on-write); share of its private
     # memory the guest frees (and reuses) per second; the guest's own paging once its memory is
     # full (what the virtual paging disk turns into remappings).
-    memory_initial_fraction: float = 0.5
-    memory_growth_mb_per_s: float = 0.0
-    working_set_fraction: float = 0.5
-    shared_mb: int = 32
-    free_per_s: float = 0.0
-    guest_paging_mb_per_s: float = 0.0
+    memory_initial_fraction: Annotated[float, Fraction] = 0.5
+    memory_growth_mb_per_s: Annotated[float, NonNegative] = 0.0
+    working_set_fraction: Annotated[float, Fraction] = 0.5
+    shared_mb: Annotated[int, NonNegative] = 32
+    free_per_s: Annotated[float, Fraction] = 0.0
+    guest_paging_mb_per_s: Annotated[float, NonNegative] = 0.0
 
 
 def _default_profiles() -> dict[str, WorkloadProfile]:
@@ -145,14 +193,14 @@ class VMGroup:
     """``count`` identical VMs; batch jobs with ``work_s`` CPU-seconds per VCPU at native speed."""
 
     workload: str = "raytrace"
-    count: int = 1
-    vcpus: int = 4
-    memory_mb: int = 256
-    work_s: float = 5.0
-    arrival_s: float = 0.0  # first VM of the group arrives here
-    spacing_s: float = 0.0  # later VMs of the group follow at this spacing
+    count: Annotated[int, Positive] = 1
+    vcpus: Annotated[int, Positive] = 4
+    memory_mb: Annotated[int, Positive] = 256
+    work_s: Annotated[float, Positive] = 5.0
+    arrival_s: Annotated[float, NonNegative] = 0.0  # first VM of the group arrives here
+    spacing_s: Annotated[float, NonNegative] = 0.0  # later VMs of the group follow at this spacing
     # Pin the home cell (null: least-loaded cells; one-cell policies ignore it).
-    home_cell: int | None = None
+    home_cell: Annotated[int | None, Within("a cell of the machine")] = None
 
 
 def _default_vms() -> list[VMGroup]:
@@ -187,53 +235,66 @@ class PolicyConfig:
     gang: bool = True  # gang-schedule each VM's non-idle VCPUs together
     idle_balancer: bool = True
     periodic_balancer: bool = True
-    periodic_period_ms: float = 100.0  # [A]
-    periodic_threshold: float = 1.0  # [A] VCPUs of imbalance tolerated
-    time_slice_ms: float = 10.0  # [A]
+    periodic_period_ms: Annotated[float, Positive] = 100.0  # [A]
+    periodic_threshold: Annotated[float, NonNegative] = 1.0  # [A] VCPUs of imbalance tolerated
+    time_slice_ms: Annotated[float, Positive] = 10.0  # [A]
     allow_cell_split: bool = True  # periodic balancer may move a VCPU to a cell its VM lacks
     overcommit_vcpus: bool = True  # machine may hold more VCPUs than CPUs
-    rpc_us: float = 16.0  # [S] inter-cell RPC round trip (gang preemption)
-    context_switch_us: float = 5.0  # [A] monitor switch between VCPUs on one CPU
-    migration_node_us: float = 37.0  # [S]
-    migration_cell_us: float = 520.0  # [S] mostly copying the 32 KB software TLB
-    migration_remote_us: float = 1520.0  # [S]
-    cache_warmup_ms: float = 8.0  # [S] ~4 MB L2 refilled after a migration
-    cache_warmup_slowdown: float = 0.5  # [A] progress rate while the cache re-warms
-    trap_cost: float = 0.2  # [A] overhead per unit kernel_fraction (9 % worst on 1 CPU)
-    vcpu_scaling_cost: float = 0.05  # [A] extra per doubling of VCPUs (20 % on 32 CPUs)
+    rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip (gang preemption)
+    # [A] monitor switch between VCPUs on one CPU
+    context_switch_us: Annotated[float, NonNegative] = 5.0
+    migration_node_us: Annotated[float, NonNegative] = 37.0  # [S]
+    # [S] mostly copying the 32 KB software TLB
+    migration_cell_us: Annotated[float, NonNegative] = 520.0
+    migration_remote_us: Annotated[float, NonNegative] = 1520.0  # [S]
+    cache_warmup_ms: Annotated[float, NonNegative] = 8.0  # [S] ~4 MB L2 refilled after a migration
+    # [A] progress rate while the cache re-warms
+    cache_warmup_slowdown: Annotated[float, Range(0, 1, lo_open=True)] = 0.5
+    # [A] overhead per unit kernel_fraction (9 % worst on 1 CPU)
+    trap_cost: Annotated[float, NonNegative] = 0.2
+    # [A] extra per doubling of VCPUs (20 % on 32 CPUs)
+    vcpu_scaling_cost: Annotated[float, NonNegative] = 0.05
     # [A] Kernel contention of a commodity OS: slowdown per unit kernel_fraction per doubling
     # of the CPUs one OS instance spans (a guest's VCPUs, a partition, or the SMP machine).
-    os_contention: float = 0.15
+    os_contention: Annotated[float, NonNegative] = 0.15
     # -- memory (PAPER.md, Memory management and Paging; disco/vmm/memory.py) --------------
-    chunk_mb: int = 4  # [A] tracking granularity: one chunk stands for 1024 4 KB pages
-    memory_tick_ms: float = 100.0  # [A] period of guest memory activity and the NUMA policy
+    # [A] tracking granularity: one chunk stands for 1024 4 KB pages
+    chunk_mb: Annotated[int, Positive] = 4
+    # [A] period of guest memory activity and the NUMA policy
+    memory_tick_ms: Annotated[float, Positive] = 100.0
     # [A] share of native time a memory_intensity=1 workload stalls on local-latency misses;
     # remote chunks stretch that share by latency / local latency.
-    memory_stall_fraction: float = 0.15
+    memory_stall_fraction: Annotated[float, Fraction] = 0.15
     numa_migration: bool = True  # Disco: migrate chunks toward the VCPUs using them
     numa_replication: bool = True  # Disco: replicate read-shared (kernel, binary) chunks
-    numa_chunks_per_tick: int = 2  # [A] chunks a VM may migrate or replicate per tick
-    numa_horizon_s: float = 5.0  # [A] a move or replica must repay its copy within this
-    copy_mb_per_s: float = 400.0  # [A] memory-to-memory copy: the cost of a move or replica
+    # [A] chunks a VM may migrate or replicate per tick
+    numa_chunks_per_tick: Annotated[int, NonNegative] = 2
+    # [A] a move or replica must repay its copy within this
+    numa_horizon_s: Annotated[float, NonNegative] = 5.0
+    # [A] memory-to-memory copy: the cost of a move or replica
+    copy_mb_per_s: Annotated[float, Positive] = 400.0
     borrow_policy: str = "paper"  # paper | none (own cells only) | anywhere (ignore containment)
-    borrow_trigger_mb: int = 16  # [S] a cell with less free than this borrows
-    borrow_unit_mb: int = 4  # [S] borrowed in units of this, at least this per lender
-    lend_floor_mb: int = 32  # [S] a cell lends only while it keeps this much free
+    # [S] a cell with less free than this borrows
+    borrow_trigger_mb: Annotated[int, NonNegative] = 16
+    # [S] borrowed in units of this, at least this per lender
+    borrow_unit_mb: Annotated[int, Positive] = 4
+    # [S] a cell lends only while it keeps this much free
+    lend_floor_mb: Annotated[int, NonNegative] = 32
     paging: bool = True  # page to disk when every cell is short (else allocations wait)
     paging_skip_freed: bool = True  # never write chunks the guest has freed
     paging_shared_once: bool = True  # a shared chunk is written once, with its sharing info
     paging_virtual_disk: bool = True  # guest page-outs of paged-out chunks only remap
-    paging_disks: int = 4  # [A] paging disks, one FIFO queue each
-    disk_seek_ms: float = 8.0  # [A] per request
-    disk_mb_per_s: float = 20.0  # [A] transfer bandwidth of one disk
+    paging_disks: Annotated[int, Positive] = 4  # [A] paging disks, one FIFO queue each
+    disk_seek_ms: Annotated[float, NonNegative] = 8.0  # [A] per request
+    disk_mb_per_s: Annotated[float, Positive] = 20.0  # [A] transfer bandwidth of one disk
 
 
 @dataclass(slots=True)
 class SimSection:
-    duration_s: float = 60.0
-    seed: int = 0
-    replicates: int = 1  # used by sweeps; one simulate() call is one replicate
-    sample_interval_s: float = 1.0  # timeline sampling period
+    duration_s: Annotated[float, Positive] = 60.0
+    seed: Annotated[int, NonNegative] = 0
+    replicates: Annotated[int, Positive] = 1  # used by sweeps; one simulate() call is one replicate
+    sample_interval_s: Annotated[float, Positive] = 1.0  # timeline sampling period
     check_invariants: bool = False  # run the invariant checker after every event (slow)
 
 
@@ -249,19 +310,20 @@ class ScheduledFault:
     (VMs are numbered in mix order, from 0)."""
 
     type: str = "node"  # node, router, link, firmware, software
-    at_s: float = 1.0
-    node: int | None = None
-    cell: int | None = None
-    vm: int | None = None
+    at_s: Annotated[float, NonNegative] = 1.0
+    node: Annotated[int | None, Within("a node of the machine")] = None
+    cell: Annotated[int | None, Within("a cell of the machine")] = None
+    vm: Annotated[int | None, Within("a VM of the mix")] = None
 
 
 @dataclass(slots=True)
 class EvacuateCell:
     """Planned hot replacement: at ``at_s`` the cell's VMs move off, then the cell goes offline."""
 
-    cell: int = 0
-    at_s: float = 1.0
-    return_s: float | None = None  # back in service this long after going offline; null: never
+    cell: Annotated[int, Within("a cell of the machine")] = 0
+    at_s: Annotated[float, NonNegative] = 1.0
+    # back in service this long after going offline; null: never
+    return_s: Annotated[float | None, NonNegative] = None
 
 
 @dataclass(slots=True)
@@ -274,44 +336,50 @@ class FaultsConfig:
     with the defaults recovery at paper scale (16 nodes x 512 MB) takes ~0.3 s (< 0.5 s [S]).
     """
 
-    node_rate: float = 0.0
-    router_rate: float = 0.0
-    link_rate: float = 0.0
-    firmware_rate: float = 0.0
-    software_rate: float = 0.0  # guest OS crashes, each kills only its VM
+    node_rate: Annotated[float, NonNegative] = 0.0
+    router_rate: Annotated[float, NonNegative] = 0.0
+    link_rate: Annotated[float, NonNegative] = 0.0
+    firmware_rate: Annotated[float, NonNegative] = 0.0
+    software_rate: Annotated[float, NonNegative] = 0.0  # guest OS crashes, each kills only its VM
     scheduled: list[ScheduledFault] = field(default_factory=list)
     evacuate: list[EvacuateCell] = field(default_factory=list)
     # Dependent VMs: "early" kills all at once; "lazy" lets a VM whose only tie to the failed
     # cell is memory run until it touches a bad line (exponential, touch_rate_per_s per VM).
     kill_policy: str = "early"
-    touch_rate_per_s: float = 10.0  # [A]
+    touch_rate_per_s: Annotated[float, NonNegative] = 10.0  # [A]
     # Monitor data of a VCPU that moved across cells follows it after this delay; null: never
     # (the VM depends on every cell its VCPUs visited until it is migrated whole).
-    data_follow_s: float | None = None
+    data_follow_s: Annotated[float | None, NonNegative] = None
     restart_lost: bool = False  # restart lost VMs (from scratch) on surviving cells
-    restart_delay_s: float = 0.0  # [A] guest reboot before a restarted VM runs
-    cell_repair_s: float | None = None  # a failed cell comes back after this; null: never
-    smp_reboot_s: float = 120.0  # [A] policy smp_os: any hardware fault reboots the machine
+    # [A] guest reboot before a restarted VM runs
+    restart_delay_s: Annotated[float, NonNegative] = 0.0
+    # a failed cell comes back after this; null: never
+    cell_repair_s: Annotated[float | None, NonNegative] = None
+    # [A] policy smp_os: any hardware fault reboots the machine
+    smp_reboot_s: Annotated[float, NonNegative] = 120.0
     # Recovery cost model [A]: detection; diagnosis = base + a firmware scan of each node's
     # directory and memory (nodes in parallel: memory per node) + per-node collection;
     # agreement = timeout on the dead cells + rounds of RPCs to every other live cell;
     # unwedge = cancel stuck RPCs and messages, per CPU; termination per killed VM.
-    detect_ms: float = 1.0  # hardware error signal (node, router, link)
-    firmware_detect_ms: float = 20.0  # a hung hub's firmware is caught by a watchdog
-    software_detect_ms: float = 0.0  # guest panic traps straight into the monitor
-    diag_base_ms: float = 10.0
-    scan_mb_per_s: float = 2000.0  # firmware scan rate of directories + memory, per node
-    diag_per_node_ms: float = 1.0
-    agreement_rounds: int = 2
-    agreement_timeout_ms: float = 10.0
-    rpc_us: float = 16.0  # [S] inter-cell RPC round trip
-    unwedge_us_per_cpu: float = 50.0
-    terminate_ms_per_vm: float = 1.0
+    detect_ms: Annotated[float, NonNegative] = 1.0  # hardware error signal (node, router, link)
+    # a hung hub's firmware is caught by a watchdog
+    firmware_detect_ms: Annotated[float, NonNegative] = 20.0
+    # guest panic traps straight into the monitor
+    software_detect_ms: Annotated[float, NonNegative] = 0.0
+    diag_base_ms: Annotated[float, NonNegative] = 10.0
+    # firmware scan rate of directories + memory, per node
+    scan_mb_per_s: Annotated[float, Positive] = 2000.0
+    diag_per_node_ms: Annotated[float, NonNegative] = 1.0
+    agreement_rounds: Annotated[int, NonNegative] = 2
+    agreement_timeout_ms: Annotated[float, NonNegative] = 10.0
+    rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip
+    unwedge_us_per_cpu: Annotated[float, NonNegative] = 50.0
+    terminate_ms_per_vm: Annotated[float, NonNegative] = 1.0
     # Whole-VM migration: copy memory + I/O state (tens of seconds for GBs [S]); the VM runs
     # during the copy and stops for the final switch.
-    migration_mb_per_s: float = 50.0
-    io_state_mb: float = 16.0
-    migration_switch_ms: float = 50.0
+    migration_mb_per_s: Annotated[float, Positive] = 50.0
+    io_state_mb: Annotated[float, NonNegative] = 16.0
+    migration_switch_ms: Annotated[float, NonNegative] = 50.0
 
 
 @dataclass(slots=True)
@@ -362,42 +430,16 @@ class SimConfig:
         return npc
 
     def validate(self) -> None:
-        """Every cross-field check, before the clock starts. Raises ConfigError."""
-        m, c, w, p, s = self.machine, self.cells, self.workload, self.policy, self.sim
-        _positive("machine.nodes", m.nodes)
-        _positive("machine.cpus_per_node", m.cpus_per_node)
-        _positive("machine.memory_per_node_mb", m.memory_per_node_mb)
-        for key in ("local_latency_ns", "remote_latency_ns", "hop_latency_ns"):
-            _non_negative(f"machine.{key}", getattr(m, key))
+        """Every declared range, then every cross-field rule and the system's own, before the
+        clock starts. Raises ConfigError."""
+        _check_ranges(self, "")
+        m, c, w, p = self.machine, self.cells, self.workload, self.policy
         rules = policy_rules(p.name)
         if not rules.one_cell:  # else the whole machine is one cell
             _check_cells(m, c)
-        _positive("sim.duration_s", s.duration_s)
-        _positive("sim.sample_interval_s", s.sample_interval_s)
-        _positive("sim.replicates", s.replicates)
-        if s.seed < 0:
-            raise ConfigError("sim.seed", s.seed, "must be >= 0")
-        _positive("policy.time_slice_ms", p.time_slice_ms)
-        _positive("policy.periodic_period_ms", p.periodic_period_ms)
-        _non_negative("policy.periodic_threshold", p.periodic_threshold)
-        for key in ("rpc_us", "context_switch_us", "migration_node_us", "migration_cell_us",
-                    "migration_remote_us", "cache_warmup_ms", "trap_cost", "vcpu_scaling_cost",
-                    "os_contention"):
-            _non_negative(f"policy.{key}", getattr(p, key))
-        if not 0.0 < p.cache_warmup_slowdown <= 1.0:
-            raise ConfigError("policy.cache_warmup_slowdown", p.cache_warmup_slowdown,
-                              "must be in (0, 1]")
         for name, prof in w.profiles.items():
-            key = f"workload.profiles.{name}"
-            _positive(f"{key}.burst_ms", prof.burst_ms)
-            for f in ("io_ms", "idle_ms", "kernel_fraction"):
-                _non_negative(f"{key}.{f}", getattr(prof, f))
-            for f in ("io_prob", "idle_prob", "spin_sensitivity", "memory_intensity"):
-                v = getattr(prof, f)
-                if not 0.0 <= v <= 1.0:
-                    raise ConfigError(f"{key}.{f}", v, "must be in [0, 1]")
             if prof.io_prob + prof.idle_prob > 1.0:
-                raise ConfigError(f"{key}.io_prob", prof.io_prob,
+                raise ConfigError(f"workload.profiles.{name}.io_prob", prof.io_prob,
                                   f"io_prob + idle_prob must be <= 1 (idle_prob={prof.idle_prob})")
         if not w.vms:
             raise ConfigError("workload.vms", w.vms, "the mix has no VMs")
@@ -409,12 +451,6 @@ class SimConfig:
             if g.workload not in w.profiles:
                 raise ConfigError(f"{key}.workload", g.workload,
                                   f"unknown workload; known: {', '.join(sorted(w.profiles))}")
-            _positive(f"{key}.count", g.count)
-            _positive(f"{key}.vcpus", g.vcpus)
-            _positive(f"{key}.memory_mb", g.memory_mb)
-            _positive(f"{key}.work_s", g.work_s)
-            _non_negative(f"{key}.arrival_s", g.arrival_s)
-            _non_negative(f"{key}.spacing_s", g.spacing_s)
             if g.vcpus > cpus:
                 raise ConfigError(f"{key}.vcpus", g.vcpus,
                                   f"a VM's VCPUs need distinct CPUs; the machine has {cpus}")
@@ -435,22 +471,11 @@ BORROW_POLICIES = ("paper", "none", "anywhere")
 
 
 def _check_memory(cfg: SimConfig, rules: PolicyRules) -> None:
-    """The memory knobs (``policy.chunk_mb`` ...), profile memory fields and VM sizes."""
+    """The memory knobs that depend on each other, and VM sizes against the machine."""
     m, p, w = cfg.machine, cfg.policy, cfg.workload
-    _positive("policy.chunk_mb", p.chunk_mb)
     if m.memory_per_node_mb % p.chunk_mb:
         raise ConfigError("policy.chunk_mb", p.chunk_mb,
                           f"must divide machine.memory_per_node_mb={m.memory_per_node_mb}")
-    for key in ("memory_tick_ms", "copy_mb_per_s", "borrow_unit_mb", "paging_disks",
-                "disk_mb_per_s"):
-        _positive(f"policy.{key}", getattr(p, key))
-    for key in ("borrow_trigger_mb", "lend_floor_mb", "numa_chunks_per_tick", "disk_seek_ms"):
-        _non_negative(f"policy.{key}", getattr(p, key))
-    _non_negative("policy.numa_horizon_s", p.numa_horizon_s)
-    for key in ("memory_stall_fraction",):
-        v = getattr(p, key)
-        if isinstance(v, bool) or not 0.0 <= v <= 1.0:
-            raise ConfigError(f"policy.{key}", v, "must be in [0, 1]")
     if p.borrow_policy not in BORROW_POLICIES:
         raise ConfigError("policy.borrow_policy", p.borrow_policy,
                           f"unknown policy; known: {', '.join(BORROW_POLICIES)}")
@@ -458,14 +483,6 @@ def _check_memory(cfg: SimConfig, rules: PolicyRules) -> None:
         raise ConfigError("policy.lend_floor_mb", p.lend_floor_mb,
                           f"must be >= policy.borrow_trigger_mb={p.borrow_trigger_mb} (a cell "
                           "would lend memory it then has to borrow back)")
-    for name, prof in w.profiles.items():
-        key = f"workload.profiles.{name}"
-        for f in ("memory_initial_fraction", "working_set_fraction", "free_per_s"):
-            v = getattr(prof, f)
-            if isinstance(v, bool) or not 0.0 <= v <= 1.0:
-                raise ConfigError(f"{key}.{f}", v, "must be in [0, 1]")
-        for f in ("memory_growth_mb_per_s", "shared_mb", "guest_paging_mb_per_s"):
-            _non_negative(f"{key}.{f}", getattr(prof, f))
     total = m.nodes * m.memory_per_node_mb
     cell_mb = cfg.nodes_per_cell * m.memory_per_node_mb
     cpus_per_cell = cfg.nodes_per_cell * m.cpus_per_node
@@ -484,19 +501,8 @@ def _check_memory(cfg: SimConfig, rules: PolicyRules) -> None:
 
 
 def _check_faults(cfg: SimConfig) -> None:
-    """The ``faults`` section: rates, costs, and every scheduled fault's place exists."""
+    """The ``faults`` section: known kinds, and every scheduled fault's place exists."""
     f = cfg.faults
-    for key in ("node_rate", "router_rate", "link_rate", "firmware_rate", "software_rate",
-                "touch_rate_per_s", "restart_delay_s", "smp_reboot_s", "detect_ms",
-                "firmware_detect_ms", "software_detect_ms", "diag_base_ms", "diag_per_node_ms",
-                "agreement_timeout_ms", "rpc_us", "unwedge_us_per_cpu", "terminate_ms_per_vm",
-                "io_state_mb", "migration_switch_ms", "agreement_rounds"):
-        _non_negative(f"faults.{key}", getattr(f, key))
-    _positive("faults.scan_mb_per_s", f.scan_mb_per_s)
-    _positive("faults.migration_mb_per_s", f.migration_mb_per_s)
-    for key in ("data_follow_s", "cell_repair_s"):
-        if getattr(f, key) is not None:
-            _non_negative(f"faults.{key}", getattr(f, key))
     if f.kill_policy not in KILL_POLICIES:
         raise ConfigError("faults.kill_policy", f.kill_policy,
                           f"unknown policy; known: {', '.join(KILL_POLICIES)}")
@@ -508,7 +514,6 @@ def _check_faults(cfg: SimConfig) -> None:
         if sf.type not in FAULT_TYPES:
             raise ConfigError(f"{key}.type", sf.type,
                               f"unknown fault type; known: {', '.join(FAULT_TYPES)}")
-        _non_negative(f"{key}.at_s", sf.at_s)
         if sf.type == "software":
             if sf.vm is None or isinstance(sf.vm, bool) or not 0 <= sf.vm < n_vms:
                 raise ConfigError(f"{key}.vm", sf.vm, f"a software fault names a VM id in "
@@ -525,9 +530,6 @@ def _check_faults(cfg: SimConfig) -> None:
         key = f"faults.evacuate[{i}]"
         if not 0 <= ev.cell < cells:
             raise ConfigError(f"{key}.cell", ev.cell, f"no such cell: the machine has {cells}")
-        _non_negative(f"{key}.at_s", ev.at_s)
-        if ev.return_s is not None:
-            _non_negative(f"{key}.return_s", ev.return_s)
 
 
 def _check_cells(m: MachineConfig, c: CellsConfig) -> None:
@@ -535,31 +537,56 @@ def _check_cells(m: MachineConfig, c: CellsConfig) -> None:
         raise ConfigError("cells.count", c.count, "give exactly one of cells.count and "
                           f"cells.nodes_per_cell (nodes_per_cell={c.nodes_per_cell!r})")
     if c.count is not None:
-        _positive("cells.count", c.count)
         if m.nodes % c.count:
             raise ConfigError("cells.count", c.count,
                               f"must divide machine.nodes={m.nodes} (cells are whole nodes)")
     else:
-        _positive("cells.nodes_per_cell", c.nodes_per_cell)
+        assert c.nodes_per_cell is not None
         if m.nodes % c.nodes_per_cell:
             raise ConfigError("cells.nodes_per_cell", c.nodes_per_cell,
                               f"must divide machine.nodes={m.nodes}")
 
 
-def _positive(key: str, value: float | int | None) -> None:
-    if value is None or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
-        raise ConfigError(key, value, "must be > 0")
-
-
-def _non_negative(key: str, value: float | int) -> None:
-    if isinstance(value, bool) or not value >= 0 or not math.isfinite(value):
-        raise ConfigError(key, value, "must be >= 0")
+@functools.cache
+def _type_hints(tp: type) -> dict[str, Any]:
+    # get_type_hints re-evaluates every annotation string: cached, once per class.
+    return typing.get_type_hints(tp)
 
 
 @functools.cache
-def _type_hints(tp: type) -> dict[str, Any]:
-    # get_type_hints re-evaluates every annotation string: ~2 ms per SimConfig without a cache.
-    return typing.get_type_hints(tp)
+def _field_ranges(tp: type) -> tuple[tuple[str, Range | None, bool], ...]:
+    """Per field of dataclass ``tp``: its name, its declared ``Range`` (None: none, or a
+    ``Within``), and whether it may be null."""
+    out = []
+    for name, hint in typing.get_type_hints(tp, include_extras=True).items():
+        rng = None
+        if typing.get_origin(hint) is Annotated:
+            hint, *meta = typing.get_args(hint)
+            rng = next((x for x in meta if isinstance(x, Range)), None)
+        nullable = type(None) in typing.get_args(hint)
+        out.append((name, rng, nullable))
+    return tuple(out)
+
+
+def _check_ranges(obj: Any, key: str) -> None:
+    """Check every declared ``Range`` in ``obj`` (a config dataclass) and below it."""
+    for name, rng, nullable in _field_ranges(type(obj)):
+        value = getattr(obj, name)
+        where = f"{key}.{name}".lstrip(".")
+        if rng is not None and not (value is None and nullable):
+            if (value is None or isinstance(value, bool) or not isinstance(value, int | float)
+                    or not rng.admits(value)):
+                raise ConfigError(where, value, rng.describe())
+        if dataclasses.is_dataclass(value):
+            _check_ranges(value, where)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    _check_ranges(item, f"{where}[{i}]")
+        elif isinstance(value, dict):
+            for k, item in value.items():
+                if dataclasses.is_dataclass(item):
+                    _check_ranges(item, f"{where}.{k}")
 
 
 def _build(tp: Any, data: Any, key: str) -> Any:
@@ -615,10 +642,3 @@ def _build(tp: Any, data: Any, key: str) -> Any:
             raise ConfigError(key, data, "expected a string")
         return data
     return data
-
-
-def compose(overrides: list[str] | None = None) -> SimConfig:
-    """Compose ``conf/`` with Hydra overrides into a validated SimConfig (lazy Hydra import)."""
-    from disco.framework.compose import compose_sim_config
-
-    return compose_sim_config(list(overrides or []))

@@ -137,7 +137,7 @@ def test_the_borrowing_study_measures_borrowing_not_paging():
 
     import yaml
 
-    from disco.config import compose
+    from disco.framework.compose import compose
 
     conf = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "memory_borrowing.yaml"
     sizes = yaml.safe_load(conf.read_text())["sweep"]["params"]["machine.memory_per_node_mb"]

@@ -7,7 +7,7 @@ from conf/ as the studies compose theirs.
 from __future__ import annotations
 
 from disco import simulate
-from disco.config import compose
+from disco.framework.compose import compose
 
 
 def metrics(*overrides: str) -> dict:

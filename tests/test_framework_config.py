@@ -11,7 +11,8 @@ import pytest
 from framework_helpers.common import ROOT, env
 
 from disco.cli import main
-from disco.config import SimConfig, compose
+from disco.config import SimConfig
+from disco.framework.compose import compose
 from disco.framework.plan import make_plan, run_key
 from disco.framework.schema import DiscoConfig
 

@@ -44,7 +44,7 @@ CONFIGS: dict[str, list[str]] = {
 
 def digest(overrides: list[str]) -> str:
     from disco import simulate
-    from disco.config import compose
+    from disco.framework.compose import compose
 
     r = simulate(compose(overrides))
     metrics = {k: v for k, v in r.metrics.items() if k != "wall_time_s"}

@@ -31,7 +31,7 @@ _DIGEST = """
 import hashlib, json, sys
 import disco.native
 from disco import simulate
-from disco.config import compose
+from disco.framework.compose import compose
 out = {"active": disco.native.STATE.active, "runs": {}}
 for name, overrides in json.loads(sys.argv[1]).items():
     r = simulate(compose(overrides))

@@ -4,7 +4,8 @@ import pytest
 from memory_helpers import DATABASE, HOG, PMAKE, config, run, with_policy
 
 from disco import simulate
-from disco.config import PolicyConfig, compose
+from disco.config import PolicyConfig
+from disco.framework.compose import compose
 from disco.runner import build
 from disco.vmm.bus import Bus
 from disco.vmm.disk import Disks

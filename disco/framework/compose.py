@@ -47,11 +47,13 @@ def compose_dictconfig(overrides: list[str]) -> DictConfig:
 
     Costs ~50-100 ms, so the sweep planner calls it once per distinct group selection.
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     schema.register()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="disco"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        return hydra_compose(config_name="config", overrides=list(overrides),
+                             return_hydra_config=True)
 
 
 def choices_of(cfg: DictConfig) -> dict[str, str | None]:
@@ -126,13 +128,15 @@ def apply_size(overrides: list[str]) -> list[str]:
     return out
 
 
-def compose_sim_config(overrides: list[str]) -> SimConfig:
-    """``disco.config.compose``: one validated SimConfig from ``conf/`` and Hydra overrides.
+def compose(overrides: list[str] | None = None) -> SimConfig:
+    """One validated SimConfig from ``conf/`` and Hydra overrides (``compose(["machine=
+    origin2000_128"])``; none: the default config).
 
     Framework keys (study, sweep, ray, results_dir) are accepted and dropped; sweeps
     (``a=1,2``) are a Hydra error here, as they are without ``-m``.
     """
     from disco.config import SimConfig
 
+    overrides = list(overrides or [])
     sim, _ = schema.split_framework(to_container(compose_dictconfig(apply_size(overrides))))
     return SimConfig.from_dict(sim)

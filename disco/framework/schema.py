@@ -2,8 +2,9 @@
 
 The top-level schema is built from ``dataclasses.fields(SimConfig)`` at import time, so a section
 the simulator adds later (memory knobs, ``faults`` ...) is picked up with no change here: one
-source of truth for names, types and defaults. Range and cross-field checks stay in
-``SimConfig.validate()``; OmegaConf gives the type and unknown-key errors at compose time.
+source of truth for names, types and defaults. Fields declare their ranges with ``Annotated``
+(``disco.config.Range``), which OmegaConf reads as the plain type: ranges and cross-field rules
+are ``SimConfig.validate()``'s; OmegaConf gives the type and unknown-key errors at compose time.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from typing import Any
 from disco.config import SimConfig
 
 SCHEMA_NAME = "disco_schema"
-# Config groups whose SimConfig section does not exist yet: they are accepted as an empty
-# mapping (``faults: none``) so the config tree can be ready before the simulator is.
-PENDING_SECTIONS = ("faults",)
 DEFAULT_TASK = "disco.runner:simulate"
 
 
@@ -55,17 +53,12 @@ FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray")
 def _schema_fields() -> list[tuple[str, Any, Any]]:
     hints = typing.get_type_hints(SimConfig)
     out: list[tuple[str, Any, Any]] = []
-    names = set()
     for f in dataclasses.fields(SimConfig):
-        names.add(f.name)
         if f.default_factory is not dataclasses.MISSING:
             default = field(default_factory=f.default_factory)
         else:
             default = field(default=f.default)
         out.append((f.name, hints[f.name], default))
-    for name in PENDING_SECTIONS:
-        if name not in names:
-            out.append((name, dict[str, Any], field(default_factory=dict)))
     out += [
         ("study", str, field(default="default")),
         ("results_dir", str, field(default="results")),
@@ -98,24 +91,13 @@ def sim_section_names() -> tuple[str, ...]:
 
 
 def split_framework(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a plain container into (SimConfig dict, framework dict).
-
-    A pending section (no SimConfig field yet) must be empty; anything in it would be silently
-    ignored by the simulator, so it is an error naming the key.
-    """
-    from disco.config import ConfigError
-
+    """Split a plain container into (SimConfig dict, framework dict)."""
     sections = set(sim_section_names())
     sim: dict[str, Any] = {}
     rest: dict[str, Any] = {}
     for k, v in data.items():
         if k in sections:
             sim[k] = v
-        elif k in PENDING_SECTIONS:
-            if v:
-                first = next(iter(v))
-                raise ConfigError(f"{k}.{first}", v[first],
-                                  f"the simulator has no '{k}' section yet (SimConfig.{k})")
         else:
             rest[k] = v
     return sim, rest
