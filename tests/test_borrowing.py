@@ -1,8 +1,14 @@
 """Borrowing memory between cells (PAPER.md, Memory management; disco/vmm/borrowing.py)."""
 
 from memory_helpers import config, run, with_policy
+from parts import world
 
 from disco import simulate
+from disco.config import PolicyConfig
+from disco.engine import RandomStreams
+from disco.vmm.borrowing import Borrowing
+from disco.vmm.frames import FrameStore
+from disco.vmm.guest_memory import GuestMemory
 
 # 128 MB nodes: cells of 256 MB. A 4-VCPU Database VM lives in one cell; at 384 MB it must
 # borrow about 128 MB from the other cell as its buffer pool grows.
@@ -147,3 +153,62 @@ def test_the_borrowing_study_measures_borrowing_not_paging():
     assert paper["memory_borrowed_mb"] >= 200 and paper["pages_out"] == 0
     none = simulate(compose([*study, "policy.borrow_policy=none"])).metrics
     assert none["pages_out"] > 0 and none["vms_completed"] == none["vms_total"]
+
+
+# -- borrowing alone, on a frame store by hand ---------------------------------------------
+
+def _short_cell(trigger_mb=16, floor_mb=32):
+    """Two cells of one node of 64 MB (16 frames of 4 MB). A VM homed in cell 0 holds 13 of
+    its frames: its own free (3) is below the trigger (4 frames)."""
+    w = world(nodes=2, cpus_per_node=1, nodes_per_cell=1, memory_per_node_mb=64)
+    frames = FrameStore(w.machine, chunk_mb=4)
+    guest = GuestMemory(frames, w.machine, w.cpus)
+    p = PolicyConfig(borrow_trigger_mb=trigger_mb, lend_floor_mb=floor_mb)
+    bw = Borrowing(p, True, frames, guest)
+    vm = w.queue(w.vm(1, memory_mb=80), [0])
+    vm.pref_cells = (0, 1)
+    r = guest.add(vm, 20, RandomStreams(0).get("memory/0"))
+    for j in range(13):
+        guest.map_private(r, j, frames.pop(0, 0, 0))
+    return frames, guest, bw, r
+
+
+def test_borrowing_alone_a_short_cell_borrows_a_unit_and_the_vm_then_depends_on_the_lender():
+    frames, guest, bw, r = _short_cell()
+    assert frames.cell_free == [3, 16]
+    assert bw.replenish(0, r) and r.lenders == [1]
+    assert frames.loan_free == {0: {1: 1}} and frames.cell_free == [3, 15]
+    f = bw.take(r, near=0)
+    assert frames.node_of(f) == 1 and frames.manager[f] == 0  # on the lender, managed by 0
+    guest.map_private(r, 13, f)
+    assert guest.memory_cells(r.vm) == {0, 1}
+    assert bw.operations == 1 and bw.max_borrower_free < bw.trigger
+
+
+def test_borrowing_alone_a_lender_keeps_its_floor():
+    frames, guest, bw, r = _short_cell(floor_mb=64)  # lending a frame would leave 15 < 16
+    assert not bw.replenish(0, r) and bw.take(r, near=0) == -1
+    assert frames.on_loan == 0 and not r.lenders
+
+
+def test_borrowing_alone_a_borrower_no_longer_short_gives_its_reserve_back():
+    frames, guest, bw, r = _short_cell()
+    bw.replenish(0, r)
+    for j in range(10):  # the VM frees most of its memory: cell 0 is no longer short
+        guest.unmap_private(r, j, int(r.frame[j]))
+    bw.settle()
+    assert frames.on_loan == 0 and frames.cell_free == [13, 16] and bw.returns == 1
+
+
+def test_borrowing_alone_a_failed_lender_takes_its_loans_with_it():
+    frames, guest, bw, r = _short_cell()
+    bw.replenish(0, r)
+    guest.map_private(r, 13, bw.take(r, near=0))
+    for f in range(16, 32):  # the bus's order: the lender's frames are lost first ...
+        if frames.owner[f] >= 0:
+            guest.lose(f)
+    bw.on_cell_failed(1)  # ... then the loans go ...
+    frames.on_cell_failed(1)  # ... then the cell closes
+    assert frames.on_loan == 0 and frames.lent == {0: {1: 0}} and not r.lenders
+    assert frames.cell_free[1] == 0 and not frames.cell_online[1]
+    assert guest.memory_cells(r.vm) == {0}

@@ -7,10 +7,12 @@ import pytest
 from conftest import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from parts import Footprint, world
 
 from disco import SimConfig
 from disco.runner import Simulation, build
 from disco.vmm.bus import Bus
+from disco.vmm.containment import Containment
 
 
 def _run(cfg: SimConfig, bus: Bus | None = None, probe_at: float | None = None, probe=None):
@@ -295,3 +297,24 @@ def test_invariant_checker_catches_a_vm_left_on_a_failed_cell():
     vm.cell_vcpus[sim.recovery.records[0].cells[0]] = 1
     with pytest.raises(AssertionError, match="failed cell"):
         sim.checker().check_faults()
+
+
+# -- the containment rule alone ------------------------------------------------------------
+
+def test_the_rule_alone_a_vm_depends_on_its_vcpus_its_monitor_data_and_its_memory():
+    w = world(nodes=3, cpus_per_node=1, nodes_per_cell=1)
+    vm = w.queue(w.vm(1), [0])
+    rule = Containment(w.loop, w.state, Footprint({vm.id: {2}}), data_follow_s=0.5)
+    w.bus.on_vcpu_moved(rule.on_vcpu_moved)
+    rule.on_vm_arrived(vm)
+    assert rule.dependency(vm, [0]) == "vcpu"
+    assert rule.dependency(vm, [2]) == "memory"  # its footprint says it holds memory there
+    assert rule.dependency(vm, [1]) is None
+    migrator = w.migrator()
+    migrator.migrate(vm.vcpus[0], w.cpus[1])
+    migrator.migrate(vm.vcpus[0], w.cpus[2])
+    assert rule.dependency(vm, [1]) == "data"  # the VCPU's data left on cell 1 ...
+    assert rule.dependency(vm, [0]) == "data"  # ... and its home cell's stays
+    w.loop.run(until=0.6)
+    assert rule.dependency(vm, [1]) is None  # ... has followed it after data_follow_s
+    assert rule.dependents([1]) == [] and rule.dependents([2]) == [vm]

@@ -1,6 +1,7 @@
 """Gang scheduling: a VM's non-idle VCPUs run together (PAPER.md, CPU management)."""
 
 from conftest import small_config
+from parts import BUSY, world
 
 from disco import simulate
 from disco.runner import build
@@ -55,3 +56,64 @@ def test_cpu_time_adds_up():
     total = (m["cpu_utilization"] + m["idle_fraction"] + m["spin_waste_fraction"]
              + m["overhead_fraction"])
     assert abs(total - 1.0) < 1e-9
+
+
+# -- the gang scheduler alone, on a few CPUs by hand ------------------------------------------
+
+def test_gang_scheduler_alone_starts_a_whole_gang_at_once():
+    w = world(nodes=1, cpus_per_node=2)
+    gang = w.gang()
+    vm = w.queue(w.vm(2), [0, 1])
+    gang.kick(w.cpus[0])  # one free CPU chooses: it starts the gang on both CPUs
+    w.loop.run(until=1e-3)
+    assert [v.state for v in vm.vcpus] == [RUNNING, RUNNING] and vm.running
+    assert [c.current for c in w.cpus] == vm.vcpus
+    assert gang.preemptions == 0
+
+
+def test_gang_scheduler_alone_never_starts_part_of_a_gang():
+    # Two 2-VCPU gangs on two CPUs: whichever runs holds both, the other waits whole.
+    w = world(nodes=1, cpus_per_node=2)
+    gang = w.gang()
+    a = w.queue(w.vm(2, work_s=0.05), [0, 1])
+    b = w.queue(w.vm(2, work_s=0.05), [1, 0])
+    gang.kick(w.cpus[0])
+    gang.kick(w.cpus[1])
+    seen = []
+
+    def check():
+        for vm in (a, b):
+            states = {v.state for v in vm.vcpus}
+            assert not (RUNNING in states and RUNNABLE in states), "half a gang runs"
+        seen.append((a.running, b.running))
+
+    w.loop.after_event = check
+    w.loop.run(until=1.0)
+    assert (True, False) in seen and (False, True) in seen  # they took turns
+    assert a.status == b.status == "done"
+
+
+def test_gang_scheduler_alone_yields_a_busy_gang_at_the_end_of_its_slice_to_a_waiter():
+    w = world(nodes=1, cpus_per_node=2)
+    gang = w.gang(slice_ms=10.0)
+    a = w.queue(w.vm(2), [0, 1])
+    gang.kick(w.cpus[0])
+    w.loop.run(until=1e-3)
+    b = w.queue(w.vm(2), [0, 1])
+    gang.ensure_slice_on(w.cpus[0])  # someone waits behind the running gang
+    w.loop.run(until=9e-3)
+    assert a.running and not b.running
+    w.loop.run(until=11e-3)  # the slice ended at 10 ms: the waiter has the CPUs
+    assert b.running and not a.running and a.wait_since == 10e-3
+
+
+def test_gang_off_runs_each_vcpu_alone_and_its_running_siblings_spin():
+    w = world(nodes=1, cpus_per_node=2, gang=False)
+    gang = w.gang(gang=False)
+    vm = w.queue(w.vm(3), [0, 1, 0])  # three VCPUs on two CPUs: one always waits
+    gang.kick(w.cpus[0])
+    gang.kick(w.cpus[1])
+    w.loop.run(until=1e-3)
+    running = [v for v in vm.vcpus if v.state == RUNNING]
+    assert len(running) == 2 and all(v.spinning for v in running)
+    assert all(v.rate == 1.0 - BUSY.spin_sensitivity for v in running)

@@ -1,27 +1,124 @@
-"""The simulator never imports the framework's libraries, and ``import disco`` stays light."""
+"""The layers' arrows point one way, read from the imports themselves (``ast``, every import
+in a file, at module level or not): engine <- hardware <- vmm <- policies <- runner <-
+framework / CLI, with config below all of them; no circles inside the vmm; the simulator never
+imports the framework's libraries, and ``import disco`` stays light."""
 
+from __future__ import annotations
+
+import ast
 import pathlib
 import subprocess
 import sys
 
-FRAMEWORK = ("hydra", "ray", "polars", "seaborn", "omegaconf", "pandas", "matplotlib")
-SIMULATOR = ("engine", "hardware", "vmm", "policies", "workload")
+FRAMEWORK_LIBS = ("hydra", "ray", "polars", "seaborn", "omegaconf", "pandas", "matplotlib")
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "disco"
+
+
+def _layer(module: str) -> str:
+    """``disco.vmm.gang`` -> ``vmm``; ``disco.config`` -> ``config``; ``disco`` -> ``disco``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "disco"
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Every module ``path`` imports (absolute names; relative imports resolved)."""
+    package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(pkg + ([base] if base else []))
+            out.add(base)
+            # ``from disco.vmm import gang`` imports the module disco.vmm.gang
+            out.update(f"{base}.{alias.name}" for alias in node.names
+                       if (ROOT.parent / (base + "." + alias.name).replace(".", "/")).with_suffix(
+                           ".py").exists())
+    return out
+
+
+def _modules() -> dict[str, set[str]]:
+    """disco module name -> the disco modules it imports."""
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        out[name] = {m for m in _imports(path) if m == "disco" or m.startswith("disco.")}
+    return out
+
+
+# layer -> the disco layers it may import (itself always)
+ALLOWED = {
+    "engine": set(),
+    "config": set(),
+    "hardware": {"engine", "config"},
+    "vmm": {"engine", "config", "hardware"},
+    "policies": {"config", "vmm"},
+    "result": set(),
+    "runner": {"engine", "config", "hardware", "vmm", "policies", "result"},
+}
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    wrong = []
+    for module, imported in _modules().items():
+        layer = _layer(module)
+        if layer not in ALLOWED:
+            continue
+        for target in imported:
+            other = _layer(target)
+            if other != layer and other not in ALLOWED[layer]:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, wrong
+
+
+def test_the_engine_and_the_config_import_nothing_else_of_disco():
+    for module, imported in _modules().items():
+        if _layer(module) == "engine":
+            assert all(_layer(t) == "engine" for t in imported), (module, imported)
+        if module == "disco.config":
+            assert not imported, imported
+
+
+def test_the_vmm_imports_neither_the_policies_nor_the_framework():
+    for module, imported in _modules().items():
+        if _layer(module) == "vmm":
+            assert not {_layer(t) for t in imported} & {"policies", "framework", "runner"}, module
+
+
+def test_there_is_no_import_circle_inside_the_vmm():
+    graph = {m: {t for t in imported if _layer(t) == "vmm" and t != "disco.vmm"}
+             for m, imported in _modules().items() if _layer(m) == "vmm"}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join(path[path.index(module):]
+                                                                  + [module]))
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_simulator_modules_do_not_import_framework_libraries():
+    simulator = [p for p in ROOT.rglob("*.py") if _layer(".".join(
+        p.relative_to(ROOT.parent).with_suffix("").parts)) in ALLOWED]
+    assert len(simulator) > 30
+    for path in simulator:
+        libs = {m.split(".")[0] for m in _imports(path)} & set(FRAMEWORK_LIBS)
+        assert not libs, f"{path.relative_to(ROOT.parent)} imports {libs}"
 
 
 def test_import_disco_loads_no_framework_library():
     code = ("import sys, disco; from disco import simulate, SimConfig; "
-            f"print([m for m in {FRAMEWORK!r} if m in sys.modules])")
+            f"print([m for m in {FRAMEWORK_LIBS!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_simulator_modules_do_not_import_framework_libraries():
-    root = pathlib.Path(__file__).resolve().parents[1] / "disco"
-    files = [f for pkg in SIMULATOR for f in (root / pkg).rglob("*.py")]
-    files += [root / "runner.py", root / "config.py", root / "result.py"]
-    for f in files:
-        for line in f.read_text().splitlines():
-            stripped = line.strip()
-            if stripped.startswith(("import ", "from ")):
-                mod = stripped.split()[1].split(".")[0]
-                assert mod not in FRAMEWORK, f"{f.name}: {stripped}"

@@ -2,14 +2,18 @@
 
 import pytest
 from memory_helpers import DATABASE, HOG, PMAKE, config, run, with_policy
+from parts import world
 
 from disco import simulate
 from disco.config import PolicyConfig
+from disco.engine import RandomStreams
 from disco.framework.compose import compose
 from disco.runner import build
 from disco.vmm.bus import Bus
 from disco.vmm.disk import Disks
-from disco.vmm.guest_memory import ON_DISK, RESIDENT
+from disco.vmm.frames import FrameStore
+from disco.vmm.guest_memory import EMPTY, FREED, ON_DISK, RESIDENT, GuestMemory
+from disco.vmm.paging import Pager
 
 # Two Databases and two Pmakes, 640 MB of guests on a 512 MB machine (overcommit 1.25).
 OVERCOMMIT = {"machine": {"memory_per_node_mb": 128},
@@ -208,3 +212,40 @@ def test_the_paging_study_gives_every_optimisation_something_to_do():
     assert m["disk_writes_avoided_shared"] > 0  # VMs of one cell share their guest kernel
     assert m["disk_writes_avoided_double"] > 0
     assert m["disk_writes_avoided_free"] + m["disk_reads_avoided_free"] > 0
+
+
+# -- the pager alone, on a frame store by hand ---------------------------------------------
+
+def _eight_chunks(**policy):
+    """One VM with eight resident private chunks, in FIFO order 0..7; the first four were
+    touched since the pager last looked (reference bit set)."""
+    w = world(nodes=1, cpus_per_node=1, memory_per_node_mb=64)
+    frames = FrameStore(w.machine, chunk_mb=4)
+    guest = GuestMemory(frames, w.machine, w.cpus)
+    disks = Disks(PolicyConfig(), w.bus)
+    pager = Pager(PolicyConfig(**policy), w.loop, frames, guest, disks)
+    vm = w.queue(w.vm(1, memory_mb=32), [0])
+    r = guest.add(vm, 8, RandomStreams(0).get("memory/0"))
+    for j in range(8):
+        guest.map_private(r, j, frames.pop(0, 0, 0))
+        r.ref[j] = 1 if j < 4 else 0
+    r.used = 8
+    return pager, disks, r
+
+
+def test_pager_alone_evicts_unreferenced_chunks_first_writing_each_once():
+    pager, disks, r = _eight_chunks()
+    pager.trim(r, 4)
+    assert [int(s) for s in r.state] == [RESIDENT] * 4 + [ON_DISK] * 4
+    assert pager.pages_out == disks.writes == 4
+    assert not any(r.ref[:4])  # the referenced ones had their second chance
+
+
+def test_pager_alone_drops_a_chunk_the_guest_freed_instead_of_writing_it():
+    for skip, writes in ((True, 0), (False, 1)):
+        pager, disks, r = _eight_chunks(paging_skip_freed=skip)
+        r.state[4] = FREED
+        pager.trim(r, 7)
+        assert pager.pages_out == 1 and disks.writes == writes
+        assert r.state[4] == (EMPTY if skip else ON_DISK)
+        assert pager.avoided_free == (1 if skip else 0)

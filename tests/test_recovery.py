@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from conftest import small_config
+from parts import Footprint, world
 
 from disco import SimConfig, simulate
+from disco.config import FaultsConfig
+from disco.engine import RandomStreams
+from disco.hardware import Machine
+from disco.hardware.faults import hardware_fault
 from disco.runner import build
+from disco.vmm.cell_lifecycle import CellLifecycle
+from disco.vmm.containment import Containment
+from disco.vmm.placement import Placement
+from disco.vmm.recovery import Recovery, RecoveryCost
 
 
 def _recovery_ms(nodes: int = 16, memory_mb: int = 512, cells: int = 8) -> float:
@@ -310,3 +320,58 @@ def test_an_evacuated_cell_returns_to_service_after_its_replacement():
     assert offline_at["live"] is False
     assert all(mon.state.cell_live) and all(cpu.online for cpu in mon.cpus)
     assert any(1 in vm.home_cells for vm in mon.vms if vm.arrival_s >= 6.0)
+
+
+# -- recovery alone, on a few CPUs and VMs by hand ---------------------------------------------
+
+def _two_cells(kill_policy="early", touch_rate_per_s=10.0):
+    """Two cells of one node of three CPUs. VM a runs in cell 0; VM b in cell 1; VM c runs in
+    cell 0 but holds memory on cell 1 (a stand-in footprint)."""
+    w = world(nodes=2, cpus_per_node=3, nodes_per_cell=1)
+    gang = w.gang()
+    placement = Placement(w.loop, w.machine, w.state, w.bus, gang, w.execution)
+    lifecycle = CellLifecycle(w.loop, w.machine, w.state, w.acct, gang, w.bus)
+    a = w.queue(w.vm(2, work_s=3.0), [0, 1])
+    b = w.queue(w.vm(2, work_s=3.0), [3, 4])
+    c = w.queue(w.vm(1, work_s=3.0), [2])
+    rule = Containment(w.loop, w.state, Footprint({c.id: {1}}), data_follow_s=None)
+    f = FaultsConfig(kill_policy=kill_policy, touch_rate_per_s=touch_rate_per_s)
+    recovery = Recovery(w.loop, RandomStreams(0), w.machine, w.state, f, 1, True, rule,
+                        lifecycle, w.execution, w.factory, placement)
+    for vm in (a, b, c):
+        rule.on_vm_arrived(vm)
+    for cpu in w.cpus:
+        gang.kick(cpu)
+    w.loop.run(until=0.5)
+    recovery.on_fault(hardware_fault(w.machine, "node", 1, w.loop.now))
+    return w, recovery, lifecycle, (a, b, c)
+
+
+def test_recovery_alone_kills_exactly_the_dependents_after_its_machine_wide_part():
+    w, recovery, lifecycle, (a, b, c) = _two_cells()
+    rec = recovery.records[0]
+    assert rec.cells == [1] and rec.dependent == [b.id, c.id]
+    assert ("cell_failed", 1) in w.events and lifecycle.paused_at == 0.5
+    assert not any(cpu.online for cpu in w.cpus)  # the machine-wide part pauses every CPU
+    w.loop.run(until=5.0)
+    assert (a.status, b.status, c.status) == ("done", "lost", "lost")
+    assert [cpu.online for cpu in w.cpus] == [True] * 3 + [False] * 3
+    expected = recovery.cost.machine_wide_s("node", 1) + 2 * recovery.f.terminate_ms_per_vm * 1e-3
+    assert rec.recovery_ms == pytest.approx(expected * 1e3) and recovery.contained(rec)
+
+
+def test_recovery_alone_lazily_spares_a_memory_only_dependent_that_never_touches_bad_memory():
+    w, recovery, lifecycle, (a, b, c) = _two_cells("lazy", touch_rate_per_s=1e-9)
+    w.loop.run(until=5.0)
+    assert (a.status, b.status, c.status) == ("done", "lost", "done")
+    assert recovery.contained(recovery.records[0])
+
+
+def test_recovery_cost_grows_with_memory_per_node_and_rounds_with_live_cells():
+    f = FaultsConfig()
+    small = RecoveryCost(f, Machine(16, 2, 2, 512, 310.0, 550.0, 100.0), 32)
+    big = RecoveryCost(f, Machine(16, 2, 2, 2048, 310.0, 550.0, 100.0), 32)
+    assert big.diagnosis_s() - small.diagnosis_s() == pytest.approx(1536 / f.scan_mb_per_s)
+    assert small.agreement_s(8) - small.agreement_s(2) == pytest.approx(
+        f.agreement_rounds * 6 * f.rpc_us * 1e-6)
+    assert small.detection_s("firmware") > small.detection_s("node")
