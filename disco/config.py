@@ -126,7 +126,7 @@ class CellsConfig:
 
 @dataclass(slots=True)
 class WorkloadProfile:
-    """Parametric guest behaviour of one workload type (see ``disco/workload/profiles.py``).
+    """Parametric guest behaviour of one workload type (defaults: ``_default_profiles``).
 
     A VCPU alternates compute runs and waits: run lengths are exponential with mean
     ``burst_ms / (io_prob + idle_prob)``; then it blocks on I/O (``io_ms``) or idles in the guest

@@ -1,4 +1,5 @@
-"""The simulator core compiled with mypyc: the same source, 2-3 x faster, the same metrics.
+"""The simulator core compiled with mypyc: the same source, faster, the same metrics
+(``docs/performance.md``).
 
 ``python -m disco.native_build`` (``make native``; ``make setup`` runs it) compiles the core,
 every module of ``disco/engine``, ``disco/hardware`` and ``disco/vmm`` but the invariant checker,
@@ -142,7 +143,7 @@ def enable() -> Decision:
     if STATE.active:
         sys.meta_path.insert(0, _NativeFinder(STATE.files))
     elif STATE.warn:
-        warnings.warn(f"disco runs its Python sources (2-3 x slower), not the compiled core: "
+        warnings.warn(f"disco runs its Python sources (slower), not the compiled core: "
                       f"{STATE.reason}. Rebuild it with `make native`.", NativeCoreWarning,
                       stacklevel=2)
     return STATE

@@ -89,8 +89,8 @@ class Machine:
     def latency_table(self) -> list[list[float]]:
         """``latency_ns`` for every pair of nodes, built from the few distinct hop counts.
 
-        ``hops`` is inlined: the table is nodes squared (262 k pairs at 1024 CPUs), and a call
-        per pair was the larger part of building the big machines (0.13 of 0.21 s)."""
+        ``hops`` is inlined: the table is nodes squared, and a call per pair would be most of
+        building a big machine."""
         by_hops = [self.latency_for_hops(h) for h in range(self.nodes.bit_length() + 1)]
         nodes = range(self.nodes)
         return [[by_hops[(a ^ b).bit_count()] for b in nodes] for a in nodes]
