@@ -130,8 +130,8 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
 
     # Where memory is, and what remote memory costs a running VCPU (its progress rate).
     frames = FrameStore(machine, p.chunk_mb)
-    guest = GuestMemory(frames, machine, cpus)
-    remote = RemoteAccessCost(machine, cpus, guest.records, p.memory_stall_fraction)
+    guest = GuestMemory(frames, cpus, state.vms)
+    remote = RemoteAccessCost(machine, cpus, guest.records, state.vms, p.memory_stall_fraction)
 
     # CPUs: execution, the scheduler and the balancers.
     execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
@@ -155,8 +155,8 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     pager = Pager(p, loop, frames, guest, disks)
     alloc = Allocator(loop, frames, guest, borrowing, numa, pager, disks, execution)
     behaviour = GuestBehaviour(loop, alloc, pager, disks)
-    memory = Memory(loop, streams, state, p.memory_tick_ms * 1e-3, frames, guest, alloc,
-                    behaviour, numa, borrowing, remote, disks, execution)
+    memory = Memory(loop, streams, p.memory_tick_ms * 1e-3, frames, guest, alloc, behaviour,
+                    numa, borrowing, remote, disks, execution)
 
     # Faults: who depends on what, the cells' lifecycle, recovery, whole-VM migration.
     containment = Containment(loop, state, memory, f.data_follow_s)
@@ -202,8 +202,9 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     recovery.start()
     vm_migration.start(f.evacuate, layout)
 
-    reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, memory, borrowing,
-                                  numa, pager, disks, alloc, recovery, vm_migration, placement]
+    reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, remote, guest,
+                                  borrowing, numa, pager, disks, alloc, recovery, vm_migration,
+                                  placement]
     sim = Simulation(cfg, loop, streams, policy, machine, bus, state, acct, execution, factory,
                      migrator, idle, gang, periodic, placement, frames, guest, remote, disks,
                      borrowing, numa, pager, alloc, behaviour, memory, containment, lifecycle,

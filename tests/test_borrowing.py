@@ -162,7 +162,7 @@ def _short_cell(trigger_mb=16, floor_mb=32):
     its frames: its own free (3) is below the trigger (4 frames)."""
     w = world(nodes=2, cpus_per_node=1, nodes_per_cell=1, memory_per_node_mb=64)
     frames = FrameStore(w.machine, chunk_mb=4)
-    guest = GuestMemory(frames, w.machine, w.cpus)
+    guest = GuestMemory(frames, w.cpus, w.state.vms)
     p = PolicyConfig(borrow_trigger_mb=trigger_mb, lend_floor_mb=floor_mb)
     bw = Borrowing(p, True, frames, guest)
     vm = w.queue(w.vm(1, memory_mb=80), [0])

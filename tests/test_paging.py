@@ -221,7 +221,7 @@ def _eight_chunks(**policy):
     touched since the pager last looked (reference bit set)."""
     w = world(nodes=1, cpus_per_node=1, memory_per_node_mb=64)
     frames = FrameStore(w.machine, chunk_mb=4)
-    guest = GuestMemory(frames, w.machine, w.cpus)
+    guest = GuestMemory(frames, w.cpus, w.state.vms)
     disks = Disks(PolicyConfig(), w.bus)
     pager = Pager(PolicyConfig(**policy), w.loop, frames, guest, disks)
     vm = w.queue(w.vm(1, memory_mb=32), [0])

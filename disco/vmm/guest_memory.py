@@ -20,7 +20,6 @@ from typing import Final
 
 import numpy as np
 
-from disco.hardware import Machine
 from disco.vmm.frames import REPLICA, SHARED, FrameStore
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, DONE, LOST, VCPU, VM
@@ -104,9 +103,9 @@ class VMMemory:
 
 
 class GuestMemory:
-    def __init__(self, frames: FrameStore, machine: Machine, cpus: list[CPU]) -> None:
+    def __init__(self, frames: FrameStore, cpus: list[CPU], vms: list[VM]) -> None:
         self.frames = frames
-        self.machine = machine
+        self.vms = vms  # every VM, for the per-VM column
         self.fpn = frames.fpn
         self.cell_of_node = frames.cell_of_node
         self.node_of_cpu = [c.node for c in cpus]
@@ -320,13 +319,13 @@ class GuestMemory:
         if k > self.cells_max.get(vm.id, 0):
             self.cells_max[vm.id] = k
 
-    def report(self, out: Report, vms: list[VM]) -> None:
+    def report(self, out: Report) -> None:
         machine_mb = self.frames.frames * self.frames.chunk_mb
         out.metrics["memory_overcommit_ratio"] = self.peak_running_mb / machine_mb
         # containment: cells a VM's memory spanned at most, mean over the VMs that ran
         cm = self.cells_max
         out.metrics["memory_cells_per_vm"] = sum(cm.values()) / len(cm) if cm else 0.0
-        out.vm_columns["memory_cells"] = [cm.get(vm.id, 0) for vm in vms]
+        out.vm_columns["memory_cells"] = [cm.get(vm.id, 0) for vm in self.vms]
 
 
 def _dec(counts: dict[int, int], key: int) -> None:

@@ -31,18 +31,16 @@ from disco.vmm.guest_behaviour import GuestBehaviour
 from disco.vmm.guest_memory import EMPTY, GuestMemory, VMMemory
 from disco.vmm.numa import NumaPolicy
 from disco.vmm.remote_access import RemoteAccessCost
-from disco.vmm.reporting import Report
-from disco.vmm.state import VM, MonitorState
+from disco.vmm.state import VM
 
 
 class Memory:
-    def __init__(self, loop: EventLoop, streams: RandomStreams, state: MonitorState,
-                 tick_s: float, frames: FrameStore, guest: GuestMemory, alloc: Allocator,
+    def __init__(self, loop: EventLoop, streams: RandomStreams, tick_s: float,
+                 frames: FrameStore, guest: GuestMemory, alloc: Allocator,
                  behaviour: GuestBehaviour, numa: NumaPolicy, borrowing: Borrowing,
                  remote: RemoteAccessCost, disks: Disks, execution: Execution) -> None:
         self.loop = loop
         self.streams = streams
-        self.state = state
         self.tick_s = tick_s
         self.frames = frames
         self.guest = guest
@@ -56,11 +54,6 @@ class Memory:
 
     def start(self) -> None:
         self.loop.schedule(self.tick_s, self.tick)
-
-    def report(self, out: Report) -> None:
-        vms = self.state.vms
-        self.remote.report(out, vms)
-        self.guest.report(out, vms)
 
     def memory_cells(self, vm: VM) -> set[int]:
         """Cells holding ``vm``'s memory (its own or borrowed), and its home cells."""

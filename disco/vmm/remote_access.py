@@ -33,8 +33,9 @@ from disco.vmm.state import CPU, RUNNING, VCPU, VM
 
 class RemoteAccessCost(ProgressRate):
     def __init__(self, machine: Machine, cpus: list[CPU], records: dict[int, VMMemory],
-                 stall_fraction: float) -> None:
+                 vms: list[VM], stall_fraction: float) -> None:
         self.machine = machine
+        self.vms = vms  # every VM, for the slowdown column
         self.node_of_cpu = [c.node for c in cpus]
         self.records = records  # the guest memory's, by VM id
         self.stall = stall_fraction
@@ -130,11 +131,11 @@ class RemoteAccessCost(ProgressRate):
                     self.remote_w += w
                     self.remote_sum += w * rem
 
-    def report(self, out: Report, vms: list[VM]) -> None:
+    def report(self, out: Report) -> None:
         out.metrics["remote_access_fraction"] = (self.remote_sum / self.remote_w
                                                  if self.remote_w else 0.0)
         slow: list[float] = []
-        for vm in vms:
+        for vm in self.vms:
             if vm.status != "done":
                 slow.append(float("nan"))
                 continue
