@@ -159,7 +159,7 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
                     numa, borrowing, remote, disks, execution)
 
     # Faults: who depends on what, the cells' lifecycle, recovery, whole-VM migration.
-    containment = Containment(loop, state, memory, f.data_follow_s)
+    containment = Containment(loop, state, guest, f.data_follow_s)
     lifecycle = CellLifecycle(loop, machine, state, acct, gang, bus)
     layout = cfg.layout_nodes_per_cell
     recovery = Recovery(loop, streams, machine, state, f, layout, policy.contains_faults,

@@ -55,7 +55,7 @@ class Oracle:
         for vm in sim.vms:
             if vm.status != "running":
                 continue
-            tied = set(vm.home_cells) | set(vm.cell_vcpus) | sim.memory.memory_cells(vm)
+            tied = set(vm.home_cells) | set(vm.cell_vcpus) | sim.guest.memory_cells(vm)
             for (vm_id, cell), when in self.left.items():
                 if vm_id == vm.id and (self.follow is None or when + self.follow > now):
                     tied.add(cell)
@@ -234,7 +234,7 @@ def test_a_vm_that_borrowed_from_the_failed_cell_dies_one_that_never_touched_it_
     before = {}
 
     def look(sim):
-        before.update({vm.id: sim.memory.memory_cells(vm) for vm in sim.vms})
+        before.update({vm.id: sim.guest.memory_cells(vm) for vm in sim.vms})
 
     sim, m = _run(_borrow_config(), probe_at=0.99, probe=look)
     assert 1 in before[0] and 1 not in before[1]  # VM 0 borrowed from cell 1, VM 1 did not

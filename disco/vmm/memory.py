@@ -55,10 +55,6 @@ class Memory:
     def start(self) -> None:
         self.loop.schedule(self.tick_s, self.tick)
 
-    def memory_cells(self, vm: VM) -> set[int]:
-        """Cells holding ``vm``'s memory (its own or borrowed), and its home cells."""
-        return self.guest.memory_cells(vm)
-
     def refresh(self, r: VMMemory) -> None:
         """Placement changed: drop the cached factors and re-rate running VCPUs (once)."""
         if not r.dirty:
