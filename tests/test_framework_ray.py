@@ -183,3 +183,27 @@ def test_shared_keeps_one_private_ray_for_consecutive_sweeps_and_stops_it(tmp_pa
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
     assert runs_table(tmp_path / "a").height == runs_table(tmp_path / "b").height == 2
+
+
+def test_ray_rows_say_which_node_and_process_ran_them(tmp_path, local_ray):
+    import disco.results
+
+    assert main(["-m", *FAST, f"results_dir={tmp_path}", "sim.replicates=2"]) == 0
+    df = disco.results.load("default", results_dir=tmp_path).collect()
+    assert df.height == 2
+    assert set(df["node_id"]) == {local_ray.get_runtime_context().get_node_id()}
+    assert set(df["node_ip"]) == {"127.0.0.1"}
+    assert os.getpid() not in set(df["pid"]) and df["pid"].null_count() == 0
+
+
+def test_fail_fast_stops_at_first_failure_on_ray(tmp_path, capsys):
+    periods = ",".join(str(p) for p in [13, *range(20, 220, 20)])
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+            "sweep.fail_fast=true", "sweep.task=framework_helpers.tasks:fail_on_13_else_slow",
+            f"policy.periodic_period_ms={periods}"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "stopped at the first failure" in err
+    df = runs_table(tmp_path)
+    assert 1 <= df.height < 11 and df.filter(pl.col("status") == "failed").height == 1
+    assert set(df["status"]) <= {"ok", "failed"}

@@ -114,11 +114,34 @@ def test_simulator_modules_do_not_import_framework_libraries():
     assert len(simulator) > 30
     for path in simulator:
         libs = {m.split(".")[0] for m in _imports(path)} & set(FRAMEWORK_LIBS)
+        libs -= ON_DEMAND.get(path.name, set())
         assert not libs, f"{path.relative_to(ROOT.parent)} imports {libs}"
+
+
+# Conveniences for a notebook that import their library when called, never at import time.
+ON_DEMAND = {"result.py": {"polars"}}
+
+
+def test_on_demand_libraries_are_imported_only_inside_functions():
+    for name, libs in ON_DEMAND.items():
+        tree = ast.parse((ROOT / name).read_text())
+        top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)
+               for a in n.names}
+        top |= {n.module.split(".")[0] for n in tree.body
+                if isinstance(n, ast.ImportFrom) and n.module}
+        assert not top & libs, f"{name} imports {top & libs} at module level"
 
 
 def test_import_disco_loads_no_framework_library():
     code = ("import sys, disco; from disco import simulate, SimConfig; "
+            f"print([m for m in {FRAMEWORK_LIBS!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_simulation_and_the_results_module_load_no_dataframe_library():
+    code = ("import sys, disco, disco.results; from disco import simulate, SimConfig; "
+            "c = SimConfig(); c.sim.duration_s = 0.2; r = simulate(c); "
             f"print([m for m in {FRAMEWORK_LIBS!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,15 +11,17 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from disco import native
 from disco.framework import results
-from disco.framework.provenance import now_iso
 
 
 @dataclass(slots=True)
@@ -32,7 +34,9 @@ class RunSpec:
     replicate: int
     seed: int
     base_seed: int
-    # Columns the metrics row carries besides the metrics: group choices, override values.
+    # What the plan says about this run: group choices and the value of each override key.
+    # The run's own metrics.parquet keeps the choices; the sweep's runs.parquet gets all of
+    # them, from the plan that gathers it (a reused run takes the current command's columns).
     columns: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,12 +78,40 @@ def run_batch(specs: list[RunSpec], ctx: RunContext) -> list[RunSummary]:
 
 
 def base_row(spec: RunSpec, ctx: RunContext, status: str, error: str | None) -> dict[str, Any]:
+    choices = {k: v for k, v in spec.columns.items() if "." not in k}
     return {
         "key": spec.key, "study": spec.study, "status": status,
         "replicate": spec.replicate, "seed": spec.seed, "base_seed": spec.base_seed,
-        **spec.columns,
+        **choices,
         "error": error, "code_version": ctx.code_version,
     }
+
+
+@cache
+def _host_ip() -> str | None:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+
+
+def where() -> dict[str, Any]:
+    """Which machine and process ran a run: Ray's node id and IP on a Ray worker (or in a
+    process where Ray is initialized), else this host's name and address; and the pid."""
+    node_id, node_ip = None, _host_ip()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        node_id = ray.get_runtime_context().get_node_id()
+        node_ip = ray.util.get_node_ip_address()
+    return {"host": socket.gethostname(), "node_id": node_id, "node_ip": node_ip,
+            "pid": os.getpid()}
+
+
+def _finish_row(row: dict[str, Any], spec: RunSpec, run_wall: float | None,
+                started: datetime | None, ended: datetime) -> dict[str, Any]:
+    row.update({"run_wall_s": run_wall, "started_at": started, "ended_at": ended, **where()})
+    row.update(results.config_columns(spec.config))
+    return row
 
 
 def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
@@ -87,7 +119,7 @@ def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
 
     path = results.run_dir(ctx.results_dir, spec.study, spec.key)
     results.prepare(path)
-    started = now_iso()
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     result, error = None, None
     try:
@@ -99,33 +131,37 @@ def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
         error = traceback.format_exc()
         result, metrics, status = None, {}, "failed"
     run_wall = time.perf_counter() - t0
-    ended = now_iso()
+    ended = datetime.now(UTC)
     row = base_row(spec, ctx, status, error)
     # A metric must not overwrite a bookkeeping column (key, status, seed ...).
-    row.update({(f"metric_{k}" if k in row else k): v for k, v in metrics.items()})
-    row.update({"run_wall_s": run_wall, "started_at": started, "ended_at": ended,
-                "host": socket.gethostname()})
+    row.update({(f"metric_{k}" if k in row or k.startswith("config.") else k): v
+                for k, v in metrics.items()})
+    _finish_row(row, spec, run_wall, started, ended)
     try:
         write_outputs(path, spec, ctx, row, result, error, started, ended)
     except Exception:  # e.g. ragged timeline columns: the run's output is unusable
         error = traceback.format_exc()
         results.prepare(path)
-        row = {**base_row(spec, ctx, "failed", error), "run_wall_s": run_wall,
-               "started_at": started, "ended_at": ended, "host": socket.gethostname()}
+        row = _finish_row(base_row(spec, ctx, "failed", error), spec, run_wall, started, ended)
         status = "failed"
         write_outputs(path, spec, ctx, row, None, error, started, ended)
     return RunSummary(spec.key, status, error, row)
 
 
+def _iso(t: datetime | None) -> str:
+    return "" if t is None else t.isoformat(timespec="milliseconds")
+
+
 def write_outputs(path: Any, spec: RunSpec, ctx: RunContext, row: dict[str, Any], result: Any,
-                  error: str | None, started: str, ended: str) -> None:
+                  error: str | None, started: datetime | None, ended: datetime) -> None:
     prov = {
         **ctx.provenance,
         "key": spec.key, "study": spec.study, "task": ctx.task,
         "seed": spec.seed, "base_seed": spec.base_seed, "replicate": spec.replicate,
-        "host": socket.gethostname(), "pid": os.getpid(),
+        "host": row["host"], "node_id": row["node_id"], "node_ip": row["node_ip"],
+        "pid": row["pid"],
         "core": native.describe(),  # compiled or the Python sources (same results, not speed)
-        "started_at": started, "ended_at": ended, "status": row["status"],
+        "started_at": _iso(started), "ended_at": _iso(ended), "status": row["status"],
     }
     results.write_run(path, row=row, config=spec.config, provenance=prov, result=result,
                       error=error)
@@ -138,8 +174,8 @@ def record_lost(spec: RunSpec, ctx: RunContext, reason: str) -> RunSummary:
     if row is not None:  # the worker finished this run before it died
         return RunSummary(spec.key, str(row.get("status")), row.get("error"), row)
     results.prepare(path)
-    now = now_iso()
-    row = base_row(spec, ctx, "failed", reason)
-    row.update({"run_wall_s": None, "started_at": None, "ended_at": now, "host": None})
-    write_outputs(path, spec, ctx, row, None, reason, "", now)
+    now = datetime.now(UTC)
+    row = _finish_row(base_row(spec, ctx, "failed", reason), spec, None, None, now)
+    row.update(host=None, node_id=None, node_ip=None, pid=None)  # the worker that died: unknown
+    write_outputs(path, spec, ctx, row, None, reason, None, now)
     return RunSummary(spec.key, "failed", reason, row)

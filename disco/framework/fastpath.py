@@ -4,9 +4,10 @@ Planning a sweep costs ~0.5 s (importing Hydra, composing, reading every run's m
 a re-run of a complete sweep needs none of it. After a sweep whose runs all succeeded, the
 driver stores a small manifest under a fingerprint of everything that decides the plan: the
 command-line overrides, the working directory (``results_dir`` may be relative), the contents of
-every file in ``conf/``, the simulator's code version and the framework's own source. A later
-identical command finds the manifest and checks on disk that ``runs.parquet`` is the one it
-wrote and that every run's ``metrics.parquet`` still exists and is not newer. Any doubt means a
+every file of the config search path (``conf/``, ``--config-dir``, ``$DISCO_CONF_DIR``), the
+simulator's code version and the framework's own source. A later
+identical command finds the manifest and checks on disk that each ``runs.parquet`` is the one
+it wrote and that every run's ``metrics.parquet`` still exists and is not newer. Any doubt means a
 miss, and the normal path (which skips complete runs anyway) takes over.
 
 Manifests live in ``$DISCO_CACHE_DIR`` (default ``~/.cache/disco/sweeps``); deleting them is safe.
@@ -20,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from disco.framework.compose import PlanError
 from disco.framework.provenance import code_version
 
 _FRAMEWORK = Path(__file__).resolve().parent
@@ -33,13 +35,15 @@ def cache_dir() -> Path:
     return Path(base) / "disco" / "sweeps"
 
 
-def fingerprint(overrides: list[str]) -> str:
-    from disco.framework.compose import conf_dir
+def fingerprint(overrides: list[str], config_dirs: list[str] | None = None) -> str:
+    from disco.framework.compose import search_path
 
+    roots = [c.path for c in search_path(config_dirs or [])]
     h = hashlib.sha256()
     h.update(json.dumps({"overrides": overrides, "cwd": os.getcwd(),
+                         "search": [str(r) for r in roots],
                          "code": code_version(_FRAMEWORK.parent)}).encode())
-    for root in (conf_dir(), _FRAMEWORK):
+    for root in (*roots, _FRAMEWORK):
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix in (".yaml", ".yml", ".py"):
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
@@ -47,36 +51,42 @@ def fingerprint(overrides: list[str]) -> str:
     return h.hexdigest()[:32]
 
 
-def lookup(overrides: list[str]) -> dict[str, Any] | None:
+def lookup(overrides: list[str], config_dirs: list[str] | None = None) -> dict[str, Any] | None:
     """The manifest of a complete, unchanged sweep for exactly this command, or None."""
     try:
-        fp = fingerprint(overrides)
+        fp = fingerprint(overrides, config_dirs)
         manifest = json.loads((cache_dir() / f"{fp}.json").read_text())
-        runs = Path(manifest["runs_path"])
-        st = runs.stat()
-        if (st.st_mtime_ns, st.st_size) != (manifest["runs_mtime_ns"], manifest["runs_size"]):
-            return None
-        base = Path(manifest["results_dir"]) / manifest["study"] / "runs"
-        for key in manifest["keys"]:
-            if (base / key / "metrics.parquet").stat().st_mtime_ns > st.st_mtime_ns:
+        oldest = 0
+        for path, mtime, size in manifest["runs"]:
+            st = Path(path).stat()
+            if (st.st_mtime_ns, st.st_size) != (mtime, size):
                 return None
-    except (OSError, ValueError, KeyError, TypeError):
+            oldest = min(oldest, st.st_mtime_ns) if oldest else st.st_mtime_ns
+        base = Path(manifest["results_dir"])
+        for study, key in manifest["keys"]:
+            if (base / study / "runs" / key / "metrics.parquet").stat().st_mtime_ns > oldest:
+                return None
+    except (OSError, ValueError, KeyError, TypeError, PlanError):
         return None
+    manifest["runs_paths"] = [r[0] for r in manifest["runs"]]
     return manifest
 
 
-def remember(overrides: list[str], study: str, results_dir: Path, runs_path: Path,
-             keys: list[str]) -> None:
+def remember(overrides: list[str], config_dirs: list[str] | None, label: str,
+             results_dir: Path, runs_paths: list[Path], keys: list[tuple[str, str]]) -> None:
     """Store the manifest of a sweep whose runs are all complete and ok (best effort)."""
     try:
-        st = runs_path.stat()
-        manifest = {"study": study, "results_dir": str(results_dir), "runs_path": str(runs_path),
-                    "runs_mtime_ns": st.st_mtime_ns, "runs_size": st.st_size, "keys": keys}
+        runs = []
+        for p in runs_paths:
+            st = p.stat()
+            runs.append([str(p), st.st_mtime_ns, st.st_size])
+        manifest = {"label": label, "results_dir": str(results_dir), "runs": runs,
+                    "keys": [list(k) for k in keys]}
         out = cache_dir()
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{fingerprint(overrides)}.json"
+        path = out / f"{fingerprint(overrides, config_dirs)}.json"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, path)
-    except OSError:
+    except (OSError, PlanError):
         pass

@@ -19,7 +19,7 @@ from typing import Any
 PACKAGES = ("disco", "numpy", "hydra-core", "omegaconf", "ray", "polars", "pyarrow", "PyYAML")
 # The framework and CLI do not change what a run computes, so editing them must not
 # invalidate finished runs; everything else under disco/ does.
-_NOT_SIMULATOR = ("framework", "cli.py")
+_NOT_SIMULATOR = ("framework", "cli.py", "results.py")
 
 
 def code_version(package_dir: Path) -> str:

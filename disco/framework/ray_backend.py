@@ -5,13 +5,23 @@ millisecond-long runs pays Ray's per-task overhead a few dozen times, not thousa
 not retry tasks (``max_retries=0``): a batch whose worker dies is reported back, the driver
 keeps its finished runs (already on disk), retries the others one per task, and records a run
 that kills its worker again as failed.
+
+Attaching fails fast: ``ray.address=auto`` is resolved here as the Ray docs describe it
+($RAY_ADDRESS, else the file the last ``ray start`` wrote), the GCS port is probed before
+``ray.init``, and Ray's connect timeouts are shortened for the attempt, so an address that
+cannot be reached is an error naming it within seconds instead of retries for minutes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import signal
+import socket
+import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +35,31 @@ LOCAL = "local"
 
 # Inside ``shared()``: how to stop the private local Ray a sweep started (else None).
 _held: list[Callable[[], None]] | None = None
+# Seconds to wait for the GCS port to accept a TCP connection before calling it unreachable.
+PROBE_S = 3.0
+# Ray's own connect waits while attaching (each only if the user has not set it): a GCS port
+# that accepts but does not answer fails in ~8 s instead of ~35 s per try, 20 tries. Ray reads
+# them when it is imported, so they only apply if the attach is this process's first import.
+ATTACH_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "2",
+                   "RAY_py_gcs_connect_timeout_s": "3",
+                   "RAY_gcs_server_port_wait_time_s": "1"}
+# The CLI sets this: SIGINT / SIGTERM while Ray starts or attaches end the process at once
+# (Ray's connect blocks in C++, where Python's handlers cannot run), and SIGTERM during the
+# runs stops the sweep like Ctrl-C (``_raise_terminated``). Off for library use (a notebook kernel
+# must not exit on an interrupt, and its signal handlers are its own).
+cli_signals = False
+
+
+# The signal that stopped the sweep (SIGTERM), for the CLI's exit code 128 + signal.
+stopped_by: int | None = None
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    """SIGTERM during a sweep: stop like Ctrl-C (finished runs kept, Ray shut down). Ray's
+    calls may turn the exception into a plain KeyboardInterrupt, so the signal is kept."""
+    global stopped_by
+    stopped_by = signum
+    raise KeyboardInterrupt
 
 
 class RayStartError(RuntimeError):
@@ -45,28 +80,154 @@ def _env(address: str) -> None:
     """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address == LOCAL or _is_loopback(_resolve(address)):
+    if address == LOCAL or _is_loopback(_resolve_quietly(address)):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address != LOCAL and "ray" not in sys.modules:
+        for k, v in ATTACH_TIMEOUTS.items():
+            if k not in os.environ:
+                os.environ[k] = v
+                _attach_env.append(k)
+
+
+def cluster_file() -> Path:
+    """Where ``ray start`` records the cluster's address on Ray 2.x: ``ray_current_cluster`` in
+    Ray's temp dir, ``$RAY_TMPDIR``, else (Linux) ``$TMPDIR``, else ``/tmp``, plus ``/ray``."""
+    base = os.environ.get("RAY_TMPDIR") or (
+        os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None) or "/tmp"
+    return Path(base) / "ray" / "ray_current_cluster"
 
 
 def _resolve(address: str) -> str:
     """``auto`` -> the address Ray would pick ($RAY_ADDRESS, else the last ``ray start``)."""
+    return resolve_address(address)[0]
+
+
+def resolve_address(address: str) -> tuple[str, str]:
+    """The concrete address to attach to and where it came from (for messages).
+
+    ``auto`` is $RAY_ADDRESS, else the address in ``cluster_file()``; unlike ``ray.init``, it
+    never falls back to whatever GCS process happens to run on the machine (another user's or
+    another sweep's private Ray). No cluster found is a RayStartError.
+    """
     if address != "auto":
-        return address
+        return address, f"ray.address={address}"
     env = os.environ.get("RAY_ADDRESS")
     if env:
-        return env
+        return env, f"ray.address=auto, from $RAY_ADDRESS={env}"
+    path = cluster_file()
     try:
-        return Path(tempfile.gettempdir(), "ray", "ray_current_cluster").read_text().strip()
+        found = path.read_text().strip()
     except OSError:
-        return address
+        found = ""
+    if not found:
+        raise RayStartError(f"ray.address=auto: no Ray cluster to attach to ($RAY_ADDRESS is "
+                            f"not set and there is no {path}); start one with `ray start "
+                            "--head` or give ray.address=<host>:<port>")
+    return found, f"ray.address=auto, from {path}"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RayStartError(f"ray.address={address}: expected <host>:<port> (or auto, local, "
+                            "none)")
+    return host.strip("[]"), int(port)
 
 
 def _is_loopback(address: str) -> bool:
     if address.startswith("ray://"):
         return False
     host = address.rpartition(":")[0] or address
-    return host in ("127.0.0.1", "localhost")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_ip(address: str) -> str | None:
+    if not _is_loopback(address):
+        return None
+    host = _host_port(address)[0]
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def probe(address: str, origin: str, timeout: float = PROBE_S) -> None:
+    """Raise RayStartError unless something accepts TCP connections at ``address``."""
+    host, port = _host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except TimeoutError:
+        why = f"no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        why = "connection refused (nothing listens there: is the cluster running?)"
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    stale = " (a stale file from a cluster that is gone? `ray stop` removes it)" \
+        if origin.endswith(str(cluster_file())) else ""
+    raise RayStartError(f"cannot reach Ray at {host}:{port} ({origin}){stale}: {why}")
+
+
+_attach_env: list[str] = []  # ATTACH_TIMEOUTS keys _env set, to remove after ray.init
+
+
+def _import_ray(address: str) -> Any:
+    """``import ray`` with the environment it reads at import time set for ``address``."""
+    _env(address)
+    import ray
+
+    return ray
+
+
+def _restore_attach_env() -> None:
+    while _attach_env:
+        os.environ.pop(_attach_env.pop(), None)
+
+
+@contextmanager
+def _exit_on_signal() -> Iterator[None]:
+    """While Ray starts, SIGINT / SIGTERM end the process at once (``cli_signals``).
+
+    Python runs signal handlers only between bytecodes of the main thread, and ``ray.init``
+    spends its waits inside C++ calls, so a handler could wait 30 s. Python's C-level handler
+    still writes the signal number to the wakeup fd at once; a thread reading it exits the
+    process. A private Ray's processes are then killed by the reaper.
+    """
+    if not cli_signals or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    # Until ray.init installs its SIGTERM handler, SIGTERM's default action ends us at once;
+    # after, Python's handler (and so the wakeup fd) sees it.
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for sig in data:
+                if sig in (signal.SIGINT, signal.SIGTERM):
+                    os.write(2, f"\ndisco: {signal.Signals(sig).name} while starting Ray: "
+                                "stopped, nothing ran\n".encode())
+                    os._exit(128 + sig)
+
+    thread = threading.Thread(target=watch, name="disco-start-signals", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        os.close(w)
+        thread.join(timeout=1)
+        os.close(r)
 
 
 def _short_temp_dir() -> str:
@@ -86,13 +247,15 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
     """Start or attach to Ray as configured; return True if this call started it.
 
     If Ray is already initialized in this process (a notebook, the test session), use it.
+    An address that cannot be reached raises RayStartError within seconds, naming it.
     """
-    address = str(ray_cfg.get("address") or LOCAL)
-    _env(address)
-    import ray
-
-    if ray.is_initialized():
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False
+    address = str(ray_cfg.get("address") or LOCAL)
+    if address != LOCAL:
+        address, origin = resolve_address(address)
+        probe(address, origin)
+    ray = _import_ray(address)
     runtime_env = dict(ray_cfg.get("runtime_env") or {})
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                               "log_to_driver": True}
@@ -124,11 +287,19 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
                 ".git", ".venv", "results", "outputs", "multirun", "*.parquet", "*.png",
                 ".ruff_cache", ".pytest_cache", ".hypothesis", "__pycache__",
             ])
-        node_ip = ray_cfg.get("node_ip_address") or (
-            "127.0.0.1" if _is_loopback(_resolve(address)) else None)
+        # A head on loopback (127.0.0.2 ...): this driver uses that node's raylet, so it takes
+        # its IP (127.0.0.1 for localhost); Ray would pick the machine's address and find no
+        # raylet there (60 s, then "Failed to connect").
+        node_ip = ray_cfg.get("node_ip_address") or _loopback_ip(address)
         extra = {"_node_ip_address": node_ip} if node_ip else {}
         common["logging_level"] = "info"  # say what is shipped where
-        ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
+        try:
+            ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
+        except ConnectionError as exc:
+            raise RayStartError(f"cannot attach to Ray at {address} "
+                                f"(ray.address={ray_cfg.get('address')}): {exc}") from exc
+        finally:
+            _restore_attach_env()
     return True
 
 
@@ -199,24 +370,45 @@ class Batcher:
 
 def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_root: Path,
         batch_size: int | None, on_summary: Callable[[RunSummary], None],
-        tick: Callable[[], None] = lambda: None) -> None:
-    """Run every spec on Ray, calling ``on_summary`` once per run as results come back."""
-    _env(str(ray_cfg.get("address") or LOCAL))
-    import ray
-    from ray.exceptions import RayError
+        tick: Callable[[], None] = lambda: None,
+        starting: Callable[[str], None] = lambda what: None,
+        stop: Callable[[], bool] = lambda: False) -> None:
+    """Run every spec on Ray, calling ``on_summary`` once per run as results come back.
 
-    from disco.framework.reaper import Reaper
+    ``starting`` is told what happens before the first run ("starting Ray..."); when ``stop()``
+    turns true (``sweep.fail_fast`` after a failure) the tasks in flight are cancelled.
+    """
+    address = str(ray_cfg.get("address") or LOCAL)
+    already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if not already:
+        starting("starting Ray..." if address == LOCAL else f"attaching to Ray ({address})...")
+    local = not already and address == LOCAL
+    reaper = None
+    if local:
+        from disco.framework.reaper import Reaper
 
-    local = not ray.is_initialized() and str(ray_cfg.get("address") or LOCAL) == LOCAL
-    reaper = Reaper() if local else None
+        reaper = Reaper()
     try:
-        started = init(ray_cfg, project_root)
+        with _exit_on_signal():
+            started = init(ray_cfg, project_root)
+    except RayStartError:
+        raise
     except Exception as exc:
         raise RayStartError(f"cannot start or attach Ray (ray.address="
                             f"{ray_cfg.get('address')}): {type(exc).__name__}: {exc}") from exc
     finally:
-        if reaper and not ray.is_initialized():
+        _restore_attach_env()
+        if reaper and not (sys.modules.get("ray") and sys.modules["ray"].is_initialized()):
             reaper.close()
+    import ray
+    from ray.exceptions import RayError
+
+    if not already:
+        starting("running the first runs...")
+    # Ray's driver installs a C++ SIGTERM handler that prints a stack and exits mid-call:
+    # in the CLI, SIGTERM stops the sweep the way Ctrl-C does instead.
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) \
+        if cli_signals and threading.current_thread() is threading.main_thread() else None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
         ctx_ref = ray.put(ctx)
@@ -241,19 +433,32 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
                 for s in summaries:
                     batcher.observe(s.row.get("run_wall_s"))
                     on_summary(s)
+            if stop():
+                for ref in pending:  # runs they finish anyway stay complete on disk
+                    ray.cancel(ref)
+                return
             submit()
             tick()
     finally:
-        def stop() -> None:
+        def shutdown() -> None:
             if started:
                 ray.shutdown()
             if reaper:
                 reaper.close()
 
         if _held is not None and (started or reaper):
-            _held.append(stop)  # shared(): the next sweep finds Ray initialized and uses it
+            _held.append(shutdown)  # shared(): the next sweep finds Ray initialized and uses it
         else:
-            stop()
+            shutdown()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _resolve_quietly(address: str) -> str:
+    try:
+        return _resolve(address)
+    except RayStartError:
+        return address  # init() raises it, with its message
 
 
 def _salvage(batch: list[RunSpec], ctx: RunContext, exc: Exception, pending: dict[Any, Any],

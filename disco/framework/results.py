@@ -11,11 +11,49 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 METRICS = "metrics.parquet"
 RUNS = "runs.parquet"
+SWEEPS = "sweeps"
+CONFIG_PREFIX = "config."
+TIMES = ("started_at", "ended_at")
+# The bookkeeping columns at the head of every row, in this order.
+HEAD = ("key", "study", "status", "replicate", "seed", "base_seed")
+
+
+def config_columns(config: dict[str, Any], prefix: str = CONFIG_PREFIX) -> dict[str, Any]:
+    """A run's whole config as flat columns, ``pl.json_normalize`` style: ``config.machine.nodes``.
+
+    A list of mappings is flattened by index (``config.workload.vms.0.count``: the first VM
+    group's count); a list of plain values stays one list column (``config.x = [1, 2]``);
+    anything else (mixed lists) is one JSON string column. Empty mappings give no column.
+    """
+    out: dict[str, Any] = {}
+    _flatten_into(out, config, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], value: Any, name: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten_into(out, v, f"{name}{k}.")
+        return
+    key = name[:-1]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            _flatten_into(out, v, f"{name}{i}.")
+    elif isinstance(value, list):
+        kinds = {type(v) for v in value if v is not None}
+        if kinds <= {int, float} or len(kinds) == 1 and kinds <= {bool, str}:
+            out[key] = [float(v) for v in value] if kinds == {int, float} else value
+        else:
+            out[key] = json.dumps(value, sort_keys=True)
+    else:
+        out[key] = value
 
 
 def run_dir(results_dir: str | Path, study: str, key: str) -> Path:
@@ -88,7 +126,10 @@ def _with_key(cols: dict[str, list], key: str) -> dict[str, list]:
 
 
 def read_row(path: Path) -> dict[str, Any] | None:
-    """The metrics row of a complete run, or None if the run is incomplete or unreadable."""
+    """The metrics row of a complete run, or None if the run is incomplete or unreadable.
+
+    Rows written before the times were typed hold ISO strings: they come back as datetimes.
+    """
     import polars as pl
 
     file = path / METRICS
@@ -98,7 +139,35 @@ def read_row(path: Path) -> dict[str, Any] | None:
         rows = pl.read_parquet(file).to_dicts()
     except Exception:  # a foreign or damaged file: treat the run as not done
         return None
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    for t in TIMES:
+        if isinstance(row.get(t), str):
+            row[t] = datetime.fromisoformat(row[t]) if row[t] else None
+    return row
+
+
+def is_plan_column(name: str, groups: Iterable[str], old_format: bool) -> bool:
+    """Is ``name`` a column a sweep's plan decides (a group choice; in rows written before the
+    config was flattened, also an override value ``policy.gang``)? Those are re-computed from
+    the current plan when a sweep gathers its runs, never carried over from an older command."""
+    return name in groups or (old_format and "." in name
+                              and not name.startswith(CONFIG_PREFIX))
+
+
+def sweep_row(stored: dict[str, Any], columns: dict[str, Any],
+              groups: Iterable[str]) -> dict[str, Any]:
+    """A run's row in a sweep's runs.parquet: its own row with the plan's columns put in, and
+    without the flattened config (``disco.results.load`` has it: the sweep's table stays the
+    plan's columns and the metrics, so its varying columns are what the sweep varied)."""
+    groups = frozenset(groups)
+    old = not any(k.startswith(CONFIG_PREFIX) for k in stored)
+    rest = {k: v for k, v in stored.items()
+            if k not in columns and not is_plan_column(k, groups, old)
+            and not k.startswith(CONFIG_PREFIX)}
+    head = {k: rest.pop(k) for k in HEAD if k in rest}
+    return {**head, **columns, **rest}
 
 
 def gather(rows: list[dict[str, Any]], out: Path) -> Path:
@@ -110,3 +179,16 @@ def gather(rows: list[dict[str, Any]], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_parquet(out, df)
     return out
+
+
+def write_sweep_manifest(study_dir: Path, manifest: dict[str, Any]) -> Path:
+    """``<study>/sweeps/<UTC time>-<pid>.json``: what one sweep planned and what became of it.
+
+    ``runs.parquet`` is only the last sweep's table; these manifests keep every sweep's (the
+    command, its plan's columns per run, which runs ran, were skipped or failed).
+    """
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
+    path = study_dir / SWEEPS / f"{stamp}-{os.getpid()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
+    return path

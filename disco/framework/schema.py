@@ -28,7 +28,8 @@ class SweepConfig:
     serial: bool = False  # run in this process, no Ray (same as ray.address=none)
     batch_size: int | None = None  # runs per Ray task; null: ~0.25 s of runs, measured
     task: str = DEFAULT_TASK  # "module:function" taking a SimConfig, returning a SimResult
-    progress: bool = True  # live progress line on stderr
+    progress: bool = True  # live progress bar on stderr
+    fail_fast: bool = False  # stop at the first failed run (exit 1); finished runs are kept
     # A study's own sweep: {"dotted.key or group": "a,b,c"}, expanded like `-m key=a,b,c`.
     # Command-line overrides of the same key win.
     params: dict[str, Any] = field(default_factory=dict)

@@ -1,39 +1,54 @@
 """The sweep driver: skip complete runs, run the rest (serially or on Ray), gather the rows.
 
 Sweep-level concerns live here, not in the task: what is already done (a run is complete when
-its ``metrics.parquet`` exists with ``status=ok``), progress, the failure summary and the final
-``runs.parquet``. Failed runs are not "complete": the next invocation retries them.
+its ``metrics.parquet`` exists with ``status=ok``), progress, failures (printed as they happen;
+``sweep.fail_fast`` stops at the first), each study's ``runs.parquet`` (the rows of this sweep,
+with the columns of *this* plan) and a dated manifest per sweep in ``<study>/sweeps/``. Failed
+runs are not "complete": the next invocation retries them.
+
+``run_jobs`` plans and runs a list of override lists (one config each) through the same
+planner, run keys and cache as the command line: what a tuner needs per trial.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from disco.framework import results
-from disco.framework.execute import RunContext, RunSummary, run_one
-from disco.framework.plan import Plan
+from disco.framework.execute import RunContext, RunSpec, RunSummary, run_one
+from disco.framework.plan import Plan, Planner
 from disco.framework.progress import Progress
 
 
 @dataclass(slots=True)
 class SweepOutcome:
-    study: str
+    study: str  # the first study of the plan
     total: int
     skipped: int
     done: int
     failed: int
-    runs_path: Path | None
+    runs_path: Path | None  # the first study's runs.parquet
     rows: list[dict[str, Any]] = field(default_factory=list)  # in plan order
     failures: list[RunSummary] = field(default_factory=list)
     wall_s: float = 0.0
+    runs_paths: dict[str, Path] = field(default_factory=dict)  # every study's runs.parquet
+    stopped: bool = False  # sweep.fail_fast stopped it at the first failure
+    not_run: int = 0  # runs left undone because it stopped
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and not self.stopped
+
+
+def error_file(plan: Plan, spec: RunSpec) -> Path:
+    return results.run_dir(plan.results_dir, spec.study, spec.key) / "error.txt"
 
 
 def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None = None,
@@ -44,10 +59,12 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
     from disco.framework.provenance import sweep_provenance
 
     t0 = time.perf_counter()
+    started_at = datetime.now(UTC)
     stream = stream or sys.stderr
     force = bool(plan.sweep.get("force"))
+    fail_fast = bool(plan.sweep.get("fail_fast"))
     rows: dict[str, dict[str, Any]] = {}
-    pending = []
+    pending: list[RunSpec] = []
     for spec in plan.runs:
         row = None if force else results.read_row(
             results.run_dir(plan.results_dir, spec.study, spec.key))
@@ -56,16 +73,25 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
         else:
             pending.append(spec)
     skipped = len(rows)
-    progress = Progress(plan.study, len(plan.runs), skipped,
+    label = plan.study if len(plan.studies) == 1 else f"{plan.study} +{len(plan.studies) - 1}"
+    progress = Progress(label, len(plan.runs), skipped,
                         enabled=bool(plan.sweep.get("progress", True)), stream=stream)
     failures: list[RunSummary] = []
+    by_key = {s.key: s for s in plan.runs}
 
     def on_summary(s: RunSummary) -> None:
         rows[s.key] = s.row
         if s.status != "ok":
             failures.append(s)
-        progress.add(s.status)
+        spec = by_key[s.key]
+        detail = " ".join(f"{k}={v}" for k, v in spec.columns.items() if "." in k)
+        progress.add(s.status, s.key, error_file(plan, spec) if s.status != "ok" else None,
+                     detail=f"replicate={spec.replicate} {detail}".strip(), error=s.error)
 
+    def stop() -> bool:
+        return fail_fast and bool(failures)
+
+    stopped = False
     if pending:
         root = project_root()
         ctx = RunContext(results_dir=str(plan.results_dir), task=plan.sweep["task"],
@@ -73,16 +99,74 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
                          provenance=sweep_provenance(root, plan.code_version, argv or []))
         if serial is None:
             serial = bool(plan.sweep.get("serial")) or ray_backend.is_serial(plan.ray)
-        progress.show(force=True)
-        if serial:
+        try:
+            with progress.bar_safe_output():
+                if serial:
+                    for spec in pending:
+                        on_summary(run_one(spec, ctx))
+                        if stop():
+                            break
+                else:
+                    ray_backend.run(pending, ctx, plan.ray, root, plan.sweep.get("batch_size"),
+                                    on_summary, tick=progress.tick, starting=progress.starting,
+                                    stop=stop)
+        finally:
+            progress.close()
+        stopped = stop() and len(rows) < len(plan.runs)
+        if stopped:  # runs a cancelled Ray task finished anyway are complete on disk: keep them
             for spec in pending:
-                on_summary(run_one(spec, ctx))
-        else:
-            ray_backend.run(pending, ctx, plan.ray, root, plan.sweep.get("batch_size"),
-                            on_summary, tick=progress.show)
-    progress.close()
-    ordered = [rows[s.key] for s in plan.runs if s.key in rows]
-    runs_path = results.gather(ordered, plan.study_dir / results.RUNS) if gather else None
+                if spec.key not in rows:
+                    row = results.read_row(results.run_dir(plan.results_dir, spec.study,
+                                                           spec.key))
+                    if row is not None:
+                        rows[spec.key] = row
+    else:
+        progress.close()
+    ordered = [results.sweep_row(rows[s.key], s.columns, plan.groups)
+               for s in plan.runs if s.key in rows]
+    runs_paths: dict[str, Path] = {}
+    if gather:
+        for study in plan.studies:
+            keys = {s.key for s in plan.study_runs(study)}
+            mine = [r for r in ordered if r["key"] in keys]
+            runs_paths[study] = results.gather(mine, plan.results_dir / study / results.RUNS)
+            _manifest(plan, study, rows, pending, argv, started_at, stopped)
+    failed = sum(1 for s in plan.runs if s.key in rows and rows[s.key].get("status") != "ok")
     return SweepOutcome(study=plan.study, total=len(plan.runs), skipped=skipped,
-                        done=progress.done, failed=progress.failed, runs_path=runs_path,
-                        rows=ordered, failures=failures, wall_s=time.perf_counter() - t0)
+                        done=progress.done, failed=failed,
+                        runs_path=runs_paths.get(plan.study), rows=ordered, failures=failures,
+                        wall_s=time.perf_counter() - t0, runs_paths=runs_paths, stopped=stopped,
+                        not_run=len(plan.runs) - len(rows))
+
+
+def _manifest(plan: Plan, study: str, rows: dict[str, dict[str, Any]], pending: list[RunSpec],
+              argv: list[str] | None, started_at: datetime, stopped: bool) -> None:
+    ran = {s.key for s in pending}
+    runs = []
+    for spec in plan.study_runs(study):
+        row = rows.get(spec.key)
+        state = "not run" if row is None else str(row.get("status"))
+        runs.append({"key": spec.key, "replicate": spec.replicate, "seed": spec.seed,
+                     "status": state, "skipped": spec.key not in ran, **spec.columns})
+    results.write_sweep_manifest(plan.results_dir / study, {
+        "study": study, "command": argv or [], "cwd": os.getcwd(),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": plan.code_version, "task": plan.sweep.get("task"),
+        "config_search_path": list(plan.search), "stopped_at_first_failure": stopped,
+        "runs": runs,
+    })
+
+
+def run_jobs(jobs: Sequence[Sequence[str]], *, planner: Planner | None = None,
+             serial: bool | None = None, gather: bool = False,
+             argv: list[str] | None = None, stream: TextIO | None = None
+             ) -> tuple[Plan, SweepOutcome]:
+    """Plan one config per override list and run what is not complete yet.
+
+    Same planner, keys and cache as ``disco -m``: a run already done by any sweep is reused.
+    ``gather=False`` (the default) leaves the studies' ``runs.parquet`` alone (a tuner's trial
+    is not a sweep); read the rows from the outcome or with ``disco.results.load``.
+    """
+    plan = (planner or Planner()).plan_jobs(jobs)
+    return plan, run_sweep(plan, argv=argv, serial=serial, gather=gather, stream=stream)

@@ -35,3 +35,24 @@ def ragged_timeline(cfg: SimConfig) -> SimResult:
     result = simulate(cfg)
     result.timeline = {"time_s": [0.0, 1.0], "load": [1.0]}
     return result
+
+
+# A stream the sweep's progress writes to, read by ``check_failure_was_printed`` mid-sweep.
+STREAM: list = []
+
+
+def check_failure_was_printed(cfg: SimConfig) -> SimResult:
+    """Fails for period 13; every later run checks that the failure is already on the stream."""
+    if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        raise RuntimeError("unlucky period: 13 ms")
+    result = simulate(cfg)
+    result.metrics["failure_seen"] = int(bool(STREAM) and "FAILED" in STREAM[0].getvalue())
+    return result
+
+
+def fail_on_13_else_slow(cfg: SimConfig) -> SimResult:
+    """Raises at once for period 13; the others take a while (a sweep to stop half-way)."""
+    if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        raise RuntimeError("unlucky period: 13 ms")
+    time.sleep(0.3)
+    return simulate(cfg)
