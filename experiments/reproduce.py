@@ -59,13 +59,14 @@ def run_study(study: str, size: str, overrides: list[str]):
 
     experiment = study if size == "small" or study == SMOKE else f"{study}_full"
     args = [f"+experiment={experiment}", *overrides]
+    argv = ["reproduce.py", *args]
     try:
-        plan = make_plan(args, argv=["reproduce.py", *args])
+        plan = make_plan(args, argv=argv)
     except (ConfigError, PlanError) as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
     try:
-        return plan, run_sweep(plan, argv=["reproduce.py", *args])
+        return plan, run_sweep(plan, argv=argv)
     except RayStartError as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None

@@ -39,6 +39,15 @@ def without_wall_time(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "wall_time_s"}
 
 
+@pytest.fixture(scope="session")
+def paper_results(tmp_path_factory) -> Path:
+    """Every paper study and the knob sensitivity at a reduced size, run once per session
+    (framework_helpers/paper_results.py)."""
+    from framework_helpers.paper_results import run_all
+
+    return run_all(tmp_path_factory.mktemp("paper_results"))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """A test marked ``python_sources`` patches methods of the core's objects, which compiled

@@ -58,12 +58,13 @@ def test_schema_carries_every_simconfig_section_and_the_framework_keys():
     assert {"study", "sweep", "ray", "results_dir"} <= names
 
 
-def test_cpu_balance_sweeps_variants_gang_and_period_and_cli_overrides_win():
+def test_cpu_balance_sweeps_workloads_variants_and_period_and_cli_overrides_win():
     plan = make_plan(["+experiment=cpu_balance"])
-    assert len(plan.runs) == 4 * 2 * 3 * 3
-    assert {r.columns["workload"] for r in plan.runs} == {"mix_shifting"}
+    assert len(plan.runs) == 2 * 5 * 3 * 3
+    assert {r.columns["workload"] for r in plan.runs} == {"mix_shifting", "raytrace_overcommit"}
+    assert {r.config["policy"]["gang"] for r in plan.runs} == {True, False}  # policy=gang_off
     fixed = make_plan(["+experiment=cpu_balance", "policy.gang=true", "sim.replicates=1"])
-    assert len(fixed.runs) == 4 * 3
+    assert len(fixed.runs) == 2 * 5 * 3 - 2 * 3  # gang_off forced on = cellular_disco
     assert {r.config["policy"]["gang"] for r in fixed.runs} == {True}
 
 
