@@ -42,6 +42,7 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "recovery": (),
     "containment": ("policy=fixed_partition",),
     "vs_partitioning": ("policy=fixed_partition",),
+    "sensitivity": (),
 }
 INLINE_METRICS = ["cpu_utilization", "vm_runtime_mean_s", "vms_completed", "vms_lost",
                   "memory_borrowed_mb", "recovery_time_ms_max"]

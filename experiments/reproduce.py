@@ -3,11 +3,13 @@
     python experiments/reproduce.py [study ...] [--size small|full] [override ...]
 
 Studies (default: all, in PAPER.md's order): overhead, containment_overhead, cpu_balance,
-memory_borrowing, paging, recovery, containment, vs_partitioning, plus smoke_balance (the
-framework's smoke study and its figure). Each is ``conf/experiment/<study>.yaml`` (small) or
-``<study>_full.yaml`` (full); runs already complete are skipped by the framework. The sweeps
-run on one private local Ray, started by the first study with runs left to do and stopped after
-the last (``ray_backend.shared``): one Ray start for all studies, none when every run is cached.
+memory_borrowing, paging, recovery, containment, vs_partitioning, then sensitivity (every knob
+moved once, experiments/one_at_a_time.py: one sweep per knob, run as one batch), plus
+smoke_balance (the framework's smoke study and its figure). Each is
+``conf/experiment/<study>.yaml`` (small) or ``<study>_full.yaml`` (full); runs already complete
+are skipped by the framework. The sweeps run on one private local Ray, started by the first
+study with runs left to do and stopped after the last (``ray_backend.shared``): one Ray start
+for all studies, none when every run is cached.
 Any ``key=value`` argument is a Hydra override passed to every sweep, e.g.
 ``results_dir=/tmp/r``, ``sweep.serial=true`` (no Ray: every run in this process) or
 ``ray.address=auto`` (an existing cluster).
@@ -25,8 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "analysis"))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 SMOKE = "smoke_balance"
+KNOBS = "sensitivity"  # a one-at-a-time study: experiments/one_at_a_time.py
 
 
 def studies() -> list[str]:
@@ -52,6 +56,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def run_study(study: str, size: str, overrides: list[str]):
     """Plan and run one study's sweep; returns (plan, outcome), or None on a config error or
     when Ray cannot be started."""
+    import one_at_a_time
+
     from disco.config import ConfigError
     from disco.framework.plan import PlanError, make_plan
     from disco.framework.ray_backend import RayStartError
@@ -61,12 +67,13 @@ def run_study(study: str, size: str, overrides: list[str]):
     args = [f"+experiment={experiment}", *overrides]
     argv = ["reproduce.py", *args]
     try:
-        plan = make_plan(args, argv=argv)
+        knobs = one_at_a_time.plan_knobs(experiment, overrides, argv) if study == KNOBS else None
+        plan = knobs.merged if knobs else make_plan(args, argv=argv)
     except (ConfigError, PlanError) as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
     try:
-        return plan, run_sweep(plan, argv=argv)
+        return plan, (one_at_a_time.run(knobs, argv) if knobs else run_sweep(plan, argv=argv))
     except RayStartError as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None

@@ -133,9 +133,14 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_at_minimal_size(tmp_path, experiment):
+def test_every_experiment_runs_at_minimal_size(tmp_path, experiment, capsys):
     args = ["-m", f"+experiment={experiment}", "sim.duration_s=0.5", "sim.replicates=1",
             "sweep.serial=true", "sweep.progress=false", f"results_dir={tmp_path}"]
+    if experiment.startswith("sensitivity"):  # one sweep per knob: experiments/reproduce.py
+        assert main(args) == 2
+        assert "experiments/reproduce.py" in capsys.readouterr().err
+        assert not tmp_path.joinpath(experiment).exists()
+        return
     assert main(args) == 0
     plan = make_plan(args[1:])
     df = runs_table(tmp_path, plan.study)

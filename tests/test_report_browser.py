@@ -59,5 +59,6 @@ def test_the_html_report_renders_every_figure_section_and_verdict_offline(paper_
     assert {s.study for s in sections} <= set(headings)
     for v in set(verdicts):  # each verdict shown as a chip, in the summary and its section
         assert chips.count(v) >= 2 * verdicts.count(v), v
+    assert {"responds", "dead", "inverted", "unclear"} & set(chips)  # the knob table
     assert opened  # a comparison table, collapsed until asked for
     assert [u for u in requested if u != page_url and not u.startswith("data:")] == []
