@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib.patches as mpatches
 import polars as pl
+from matplotlib.ticker import FuncFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures as F  # noqa: E402
@@ -86,6 +87,7 @@ def tornado(table: pl.DataFrame, out: Path) -> list[Path]:
                 fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g} %" if v else "0"))
     ax.set_yticks(ys, labels, fontsize=7)
     ax.set(xlabel="effect of the change on the metric, % of the baseline\n"
                   "(symmetric log scale; 95 % t interval of the paired difference)",
