@@ -75,13 +75,14 @@ def test_compare_policies_writes_markdown_and_csv_with_the_expected_columns(resu
     assert f"| {' | '.join(variants)} | metric |" in paths[0].read_text()
 
 
-def test_report_shows_every_figure_and_every_check_in_both_renderings(results, tmp_path):
+def test_report_shows_every_figure_and_every_check_in_both_renderings(paper_report):
     from markupsafe import escape
 
-    index, sections = report.build(results, "small", tmp_path)
+    out, sections = paper_report
+    index = out / "index.md"
     assert [s.study for s in sections] == list(report.STUDIES)
     assert not [s.error for s in sections if s.error]
-    text, html = index.read_text(), (tmp_path / "index.html").read_text()
+    text, html = index.read_text(), (out / "index.html").read_text()
     for s in sections:
         assert f"figures/{s.study}.png" in text
         assert s.finding.measured in text and str(escape(s.finding.measured)) in html
@@ -90,7 +91,7 @@ def test_report_shows_every_figure_and_every_check_in_both_renderings(results, t
     # self-contained: every figure embedded, the tables inlined (collapsed), no file links
     assert html.count("data:image/png;base64,") == len(sections)
     assert 'src="figures/' not in html and "<details>" in html
-    assert list((tmp_path / "tables").rglob("*.csv"))
+    assert list((out / "tables").rglob("*.csv"))
     assert "Knob sensitivity" in text and "rpc_us" in text and "rpc_us" in html
 
 

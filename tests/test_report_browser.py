@@ -8,15 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "analysis"))
-
-import report  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -30,12 +24,11 @@ pytestmark = [
 ]
 
 
-def test_the_html_report_renders_every_figure_section_and_verdict_offline(paper_results,
-                                                                           tmp_path):
+def test_the_html_report_renders_every_figure_section_and_verdict_offline(paper_report):
     from playwright.sync_api import sync_playwright
 
-    _, sections = report.build(paper_results, "small", tmp_path)
-    page_url = (tmp_path / "index.html").as_uri()
+    out, sections = paper_report
+    page_url = (out / "index.html").as_uri()
     verdicts = [c.verdict for s in sections for c in s.finding.checks]
     requested: list[str] = []
     with sync_playwright() as p:

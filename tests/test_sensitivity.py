@@ -32,8 +32,12 @@ def test_the_planner_refuses_a_one_at_a_time_study_and_names_its_runner():
         make_plan(["+experiment=smoke", "+sensitivity.knobs=[1]"])
 
 
-# Every shipped line is planned (and run, briefly) by tests/test_framework_serial.py's
-# test_make_run_entry_runs_its_study_and_draws_the_figure: planning all of them costs ~8 s.
+def test_every_shipped_knob_is_planned_alone_on_its_scenario():
+    kp = O.plan_knobs("sensitivity", ["sim.replicates=1"])  # ~8 s: 36 plans
+    assert len(kp.plans) == len(kp.table.knobs) >= 30
+    for knob, plan in kp.plans:
+        sides = sorted(O.side_of(knob, r.columns) for r in plan.runs)
+        assert sides == sorted(["from", "to"] * (len(plan.runs) // 2)) and sides, knob.id
 
 
 def test_both_values_share_seeds_and_knobs_on_one_scenario_share_its_baseline():
@@ -77,17 +81,29 @@ def test_a_malformed_table_entry_is_an_error_naming_it(override, named):
         O.plan_knobs("sensitivity", [override])
 
 
-def test_reproduce_exits_2_on_a_bad_table_and_writes_nothing(tmp_path, capsys):
+def reproduce_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("reproduce",
                                                   ROOT / "experiments" / "reproduce.py")
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
-    assert reproduce.main(["sensitivity", f"results_dir={tmp_path}",
-                           "sensitivity.knobs.3.expect=up-ish"]) == 2
+    return reproduce
+
+
+def test_reproduce_plans_every_study_first_so_a_bad_table_runs_nothing(tmp_path, capsys):
+    reproduce = reproduce_module()
+    assert reproduce.main(["recovery", "sensitivity", f"results_dir={tmp_path}",
+                           "sweep.serial=true", "sensitivity.knobs.3.expect=up-ish"]) == 2
     assert "sensitivity.knobs.3.expect" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
+    assert not list(tmp_path.iterdir())  # recovery, planned first, did not run either
+
+
+def test_reproduce_gives_the_knob_table_overrides_to_the_sensitivity_study_alone():
+    reproduce = reproduce_module()
+    given = ["sim.replicates=2", "sensitivity.dead_below=0.05", "+sensitivity.x=1"]
+    assert reproduce.for_study("sensitivity", given) == given
+    assert reproduce.for_study("recovery", given) == ["sim.replicates=2"]
 
 
 @pytest.mark.parametrize(("value", "text"), [(True, "true"), (None, "null"), (100, "100"),
