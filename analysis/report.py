@@ -77,12 +77,7 @@ def build_section(results: Path, study: str, size: str, out: Path) -> Section | 
     try:
         module = importlib.import_module(study)
         sec.finding = module.make(sdir, out / "figures")
-        runs = F.read_runs(sdir)
-        sec.n_min, sec.n_max = (F.replicates(runs.unique("key")) if "key" in runs.columns
-                                else F.replicates(runs))
-        if "knob_id" in runs.columns:  # per knob and side, not per swept column
-            n = runs.group_by("knob_id", "side").len()["len"]
-            sec.n_min, sec.n_max = int(n.min()), int(n.max())
+        sec.n_min, sec.n_max = replicates(F.read_runs(sdir))
         for baseline in STUDIES[study]:
             table, paths = compare_policies.write(sdir, baseline, out / "tables" / study)
             sec.tables.append((baseline, paths, table.filter(
@@ -90,6 +85,15 @@ def build_section(results: Path, study: str, size: str, out: Path) -> Section | 
     except Exception:  # noqa: BLE001 - one broken figure must not hide the others
         sec.error = traceback.format_exc()
     return sec
+
+
+def replicates(runs: pl.DataFrame) -> tuple[int, int]:
+    """Fewest and most runs behind one mean: per configuration, or per knob and value in the
+    sensitivity study's labelled runs."""
+    if "knob_id" in runs.columns and runs.height:
+        n = runs.group_by("knob_id", "side").len()["len"]
+        return int(n.min()), int(n.max())
+    return F.replicates(runs)
 
 
 # ------------------------------------------------------------------------------ provenance
@@ -167,7 +171,6 @@ def context(sections: list[Section], size: str, out: Path, prov: dict[str, Any]
         png = next((p for p in f.paths if p.suffix == ".png"), None) if f else None
         checks = [{"claim": c.claim, "kind": c.kind, "source": c.source,
                    "measured": c.measured, "verdict": c.verdict,
-                   "cls": c.verdict.replace("/", ""),
                    "few": c.n is not None and 0 < c.n < 3, "n": c.n} for c in
                   (f.checks if f else [])]
         secs.append({
@@ -187,8 +190,7 @@ def context(sections: list[Section], size: str, out: Path, prov: dict[str, Any]
             "n_min": s.n_min, "n_max": s.n_max, "few": 0 < s.n_min < 3,
         })
     return {"size": size, "sections": secs, "prov": prov, "ci_method": V.CI_METHOD,
-            "rules": RULES, "verdicts": V.VERDICTS, "kinds": V.KINDS,
-            "knob_verdicts": V.KNOB_VERDICTS}
+            "rules": RULES}
 
 
 def render(ctx: dict[str, Any], fmt: str) -> str:

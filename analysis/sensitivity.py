@@ -116,11 +116,12 @@ def make(study: Path, out: Path | None = None) -> F.Finding:
         figure=STUDY, title="Knob sensitivity", paths=paths,
         paper="(no paper claim: the simulator auditing its own knobs)",
         measured=f"{table.height} knobs: {summary}" if table.height else "no knobs",
-        notes=[f"A knob is *dead* when its effect is below {dead_below:.0%} of the baseline "
-               "and its interval is not clearly on the expected side, *inverted* when the "
-               "interval excludes 0 on the wrong side, *unclear* when the interval includes 0 "
-               "but the effect is not small. The relative interval divides the paired "
-               "difference's interval by the baseline mean."],
+        notes=[f"A knob responds when the interval excludes 0 on the expected side; it is "
+               f"dead when its effect is below {dead_below:.0%} of the baseline and not "
+               "clearly on the expected side, inverted when the interval excludes 0 on the "
+               "wrong side, unclear when the interval includes 0 but the effect is not small "
+               "(more seeds). The relative interval is the paired difference's interval "
+               "divided by the baseline's mean."],
         tables=[("Every knob, moved once from its default", shown)])
 
 

@@ -90,9 +90,10 @@ def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -
 
 
 def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
-    """seaborn ``errorbar=`` callable: the same t interval as the tables and verdicts."""
+    """seaborn ``errorbar=`` callable: the same t interval as the tables and verdicts (none
+    drawn for a single value, rather than a bar of zero width that would look exact)."""
     iv = t_interval(values)
-    return (iv.lo, iv.hi) if iv.valid else (iv.mean, iv.mean)
+    return iv.lo, iv.hi
 
 
 def paired(df: pl.DataFrame, column: str, a: str, b: str, metric: str,
