@@ -266,6 +266,10 @@ def main(make: Callable[[Path, Path | None], Finding], study: str,
           f"{finding.verdict}")
     for c in finding.checks:
         print(f"  [{c.verdict}] ({c.kind}) {c.claim}: {c.measured}")
+    for caption, table in finding.tables:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=60,
+                       tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print(f"{caption}:\n{table}")
     return finding
 
 

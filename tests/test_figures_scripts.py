@@ -95,6 +95,15 @@ def test_report_shows_every_figure_and_every_check_in_both_renderings(paper_repo
     assert "Knob sensitivity" in text and "rpc_us" in text and "rpc_us" in html
 
 
+def test_a_category_with_no_data_is_marked_none_completed():
+    import figures
+
+    fig, (ax,) = figures.subplots(1)
+    data = pl.DataFrame({"x": ["a", "a", "b", "c"], "y": [1.0, 2.0, None, float("nan")]})
+    assert figures.mark_missing(ax, data, "x", "y", ["a", "b", "c", "d"]) == 3
+    assert [t.get_text() for t in ax.texts] == [figures.MISSING] * 3
+
+
 def test_reproduce_takes_studies_size_and_overrides_in_any_order():
     import importlib.util
 
