@@ -78,7 +78,7 @@ def write(study: Path, baseline: str, out: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     stem = f"compare_{column.replace('.', '_')}_{value}"
     md, csv = out / f"{stem}.md", out / f"{stem}.csv"
-    md.write_text(f"Baseline: `{column}={value}`; mean and 95 % CI half-width over "
+    md.write_text(f"Baseline: `{column}={value}`; mean and 95 % Student-t interval half-width over "
                   f"replicates; ratio = mean / baseline mean.\n\n" + to_markdown(table))
     table.write_csv(csv)
     return table, [md, csv]

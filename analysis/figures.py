@@ -1,9 +1,11 @@
 """Shared plumbing of the paper-figure scripts (``analysis/<experiment>.py``).
 
-Every figure script reads one study's ``runs.parquet`` with polars (``read_runs``), draws with
-seaborn from ``df.to_pandas()`` (95 % confidence intervals over replicates: ``CI``), marks the
-paper's number with ``reference``, writes PNG + SVG with ``save`` and returns a ``Finding``: what
-the paper reported, what we measured and whether the shape agrees, computed from the data.
+Every figure script reads one study's ``runs.parquet`` with polars (``read_runs``; per-run
+tables with ``read_run_tables``), draws with seaborn from ``df.to_pandas()`` with the report's
+one interval method (``CI``: the Student-t interval of ``verdicts.t_interval``), marks the
+paper's number with ``reference``, puts one legend outside the axes (``legend_outside``), marks
+what has no data (``mark_missing``), writes PNG + SVG with ``save`` and returns a ``Finding``:
+what the paper reported, what we measured, and the falsifiable checks of ``verdicts``.
 ``report.py`` collects the findings; ``main`` gives each script the same command line:
 
     python analysis/<experiment>.py RESULTS_DIR [--out DIR]
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,26 +33,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import polars as pl  # noqa: E402
 
-CI = ("ci", 95)  # seaborn errorbar: bootstrap 95 % CI of the mean over replicates
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import verdicts as V  # noqa: E402
+
+CI = V.t_errorbar  # seaborn errorbar: the t interval the tables and verdicts use
 GROUPS = ("machine", "cells", "workload", "faults", "policy", "sim", "experiment")
 RUNS = "runs.parquet"
+MISSING = "none completed"
 
 
 @dataclass(slots=True)
 class Finding:
-    """One line of the report: the paper's number, ours, and whether the shape agrees."""
+    """One section of the report: the paper's numbers, ours, and the checks on them."""
 
     figure: str
     title: str
-    paper: str
-    measured: str
-    agrees: bool | None  # None: the paper gives nothing to compare with
-    criterion: str  # how ``agrees`` was decided
+    paper: str  # what the paper reported
+    measured: str  # what we measured, in one line
+    checks: list[V.Check] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caveats shown under the figure
+    tables: list[tuple[str, pl.DataFrame]] = field(default_factory=list)  # shown in full
 
     @property
     def verdict(self) -> str:
-        return {True: "agrees", False: "differs", None: "n/a"}[self.agrees]
+        """The checks' verdicts in one phrase: ``agrees``, ``2 agree, 1 disagrees`` ..."""
+        if not self.checks:
+            return "n/a"
+        counts = Counter(c.verdict for c in self.checks)
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{k} {counts[k]}" for k in V.VERDICTS if counts[k])
 
 
 def study_dir(results_dir: Path, study: str) -> Path:
@@ -66,6 +81,54 @@ def read_runs(path: Path) -> pl.DataFrame:
     return df.filter(pl.col("status") == "ok") if "status" in df.columns else df
 
 
+def run_path(study: Path, key: str) -> Path:
+    """A run's directory (``disco.framework.results.run_dir``)."""
+    from disco.framework.results import run_dir
+
+    study = Path(study)
+    return run_dir(study.parent, study.name, key)
+
+
+def read_run_tables(study: Path, runs: pl.DataFrame, name: str,
+                    columns: Sequence[str] = ()) -> pl.DataFrame:
+    """One per-run table (``vms``, ``timeline`` or ``tables/<name>``) of every run in ``runs``,
+    concatenated, with the runs' ``columns`` (e.g. policy, replicate) joined on ``key``."""
+    file = f"{name}.parquet" if name in ("vms", "timeline") else f"tables/{name}.parquet"
+    frames = []
+    for key in runs["key"].unique(maintain_order=True).to_list():
+        path = run_path(study, key) / file
+        if path.exists() and (table := pl.read_parquet(path)).height:
+            frames.append(table)
+    if not frames:
+        return pl.DataFrame()
+    table = pl.concat(frames, how="diagonal_relaxed")
+    keep = ["key", *[c for c in columns if c in runs.columns and c != "key"]]
+    return table.join(runs.select(keep).unique("key", maintain_order=True), on="key", how="left")
+
+
+def runtime_all(vms: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
+    """Per run (``key``): ``vm_runtime_all_s``, the mean time in the system of every VM that
+    was not lost: finish - arrival, or end of the run - arrival for a VM still unfinished (so a
+    run that leaves its slowest VMs unfinished cannot read as fast, as a mean over the finished
+    ones does)."""
+    if vms.is_empty():
+        return pl.DataFrame({"key": [], "vm_runtime_all_s": []},
+                            schema={"key": pl.Utf8, "vm_runtime_all_s": pl.Float64})
+    end = runs.select("key", pl.col("sim_time_s").alias("_end"))
+    return (vms.join(end, on="key", how="left")
+            .filter(pl.col("status") != "lost")
+            .with_columns(pl.when(pl.col("status") == "done").then(pl.col("finish_s"))
+                          .otherwise(pl.col("_end")).alias("_until"))
+            .group_by("key", maintain_order=True)
+            .agg((pl.col("_until") - pl.col("arrival_s")).mean().alias("vm_runtime_all_s")))
+
+
+def with_runtime_all(study: Path, runs: pl.DataFrame) -> pl.DataFrame:
+    """``runs`` with ``vm_runtime_all_s`` (``runtime_all``) read from each run's vms table."""
+    vms = read_run_tables(study, runs, "vms")
+    return runs.join(runtime_all(vms, runs), on="key", how="left")
+
+
 def config_columns(df: pl.DataFrame) -> list[str]:
     """Columns that describe a run's configuration: group choices and dotted overrides."""
     return [c for c in df.columns if c in GROUPS or "." in c]
@@ -76,33 +139,27 @@ def variant_columns(df: pl.DataFrame) -> list[str]:
     return [c for c in config_columns(df) if df[c].n_unique() > 1]
 
 
-def t95(n: int) -> float:
-    """Two-sided 95 % Student-t quantile for n samples (n - 1 degrees of freedom)."""
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-             9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
-    dof = n - 1
-    if dof < 1:
-        return math.nan
-    if dof >= 120:
-        return 1.96
-    return table[max(k for k in table if k <= dof)]  # conservative between table rows
-
-
 def mean_ci(df: pl.DataFrame, by: list[str], metrics: list[str]) -> pl.DataFrame:
-    """Long table: ``by`` columns, metric, n, mean, ci95 (t-interval half-width)."""
-    parts = []
+    """Long table: ``by`` columns, metric, n, mean, ci95 (half-width of the t interval)."""
+    rows = []
     for m in metrics:
-        g = (df.group_by(by, maintain_order=True)
-             .agg(pl.col(m).cast(pl.Float64).drop_nans().drop_nulls().alias("_v"))
-             .with_columns(pl.lit(m).alias("metric"),
-                           pl.col("_v").list.len().alias("n"),
-                           pl.col("_v").list.mean().alias("mean"),
-                           pl.col("_v").list.std().alias("_sd")))
-        parts.append(g.with_columns(
-            (pl.col("_sd") / pl.col("n").cast(pl.Float64).sqrt()
-             * pl.col("n").map_elements(t95, return_dtype=pl.Float64)).alias("ci95"))
-            .drop("_v", "_sd"))
-    return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+        for keys, sub in df.group_by(by, maintain_order=True):
+            iv = V.t_interval(sub[m].cast(pl.Float64).to_list())
+            half = (iv.hi - iv.lo) / 2 if iv.valid else None
+            rows.append({**dict(zip(by, keys, strict=True)), "metric": m, "n": iv.n,
+                         "mean": None if math.isnan(iv.mean) else iv.mean, "ci95": half})
+    if not rows:
+        return pl.DataFrame()
+    return pl.from_dicts(rows, infer_schema_length=None)
+
+
+def replicates(df: pl.DataFrame) -> tuple[int, int]:
+    """Fewest and most runs per configuration (what the study swept): the n behind a mean."""
+    if df.is_empty():
+        return 0, 0
+    by = variant_columns(df) or ["study"]
+    n = df.group_by(by).len()["len"]
+    return int(n.min()), int(n.max())
 
 
 def subplots(n: int = 1, width: float = 5.0, height: float = 4.0):
@@ -113,11 +170,64 @@ def subplots(n: int = 1, width: float = 5.0, height: float = 4.0):
 
 def reference(ax, value: float, label: str, *, axis: str = "y", color: str = "crimson",
               style: str = "--") -> None:
-    """The paper's number as a labelled line (legend entry)."""
+    """The paper's number as a labelled line (its entry goes in ``legend_outside``)."""
     line = ax.axhline if axis == "y" else ax.axvline
     line(value, color=color, linestyle=style, linewidth=1.2, label=label)
-    old = ax.get_legend()
-    ax.legend(fontsize=8, title=old.get_title().get_text() if old else None, title_fontsize=8)
+
+
+def legend_outside(fig, axes, title: str | None = None, ncols: int = 4) -> None:
+    """One legend for the whole figure, below the axes (never over the data): the entries of
+    every panel, each label once; the panels' own legends are removed."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label and not label.startswith("_") and label not in labels:
+                handles.append(h)
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", title=title,
+                   ncols=min(ncols, len(labels)), fontsize=8, title_fontsize=8, frameon=False)
+
+
+def side_legend(ax, title: str | None = None) -> None:
+    """The panel's legend to the right of its axes (never over the data), titled in words."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), title=title,
+                  fontsize=8, title_fontsize=8, frameon=False)
+
+
+def mark_missing(ax, data: pl.DataFrame, x: str, y: str, order: Sequence[Any],
+                 hue: str | None = None, hue_order: Sequence[Any] = (),
+                 kind: str = "bar", dodge: float = 0.0, text: str = MISSING) -> int:
+    """Write ``text`` where an (x, hue) category of a categorical plot has no finite ``y``.
+
+    Positions follow seaborn's: bar ``j`` of ``k`` hue levels sits at ``i - 0.4 + (j + 0.5) *
+    0.8 / k``; a dodged point at ``i + (j / (k - 1) - 0.5) * dodge``. Returns how many were
+    marked."""
+    levels = list(hue_order) if hue else [None]
+    k = len(levels)
+    marked = 0
+    for i, xv in enumerate(order):
+        for j, hv in enumerate(levels):
+            sub = data.filter(pl.col(x) == xv)
+            if hue:
+                sub = sub.filter(pl.col(hue) == hv)
+            vals = sub[y].cast(pl.Float64) if sub.height else pl.Series([], dtype=pl.Float64)
+            if vals.is_finite().any():
+                continue
+            if kind == "bar":
+                pos = i - 0.4 + (j + 0.5) * 0.8 / k if hue else i
+            else:
+                pos = i + ((j / (k - 1) - 0.5) * dodge if k > 1 else 0.0)
+            ax.text(pos, 0.02, text, transform=ax.get_xaxis_transform(), rotation=90,
+                    ha="center", va="bottom", fontsize=7, color="dimgray")
+            marked += 1
+    return marked
 
 
 def value_ticks(ax, values, axis: str = "x") -> None:
@@ -133,12 +243,12 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     for p in paths:
-        fig.savefig(p, dpi=120)
+        fig.savefig(p, dpi=110)
     plt.close(fig)
     return paths
 
 
-def fmt(x: float, spec: str = ".3g") -> str:
+def fmt(x: float | None, spec: str = ".3g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
@@ -153,13 +263,15 @@ def main(make: Callable[[Path, Path | None], Finding], study: str,
     for path in finding.paths:
         print(path)
     print(f"{finding.title}: paper {finding.paper}; measured {finding.measured}; "
-          f"{finding.verdict} ({finding.criterion})")
+          f"{finding.verdict}")
+    for c in finding.checks:
+        print(f"  [{c.verdict}] ({c.kind}) {c.claim}: {c.measured}")
+    for caption, table in finding.tables:
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=60,
+                       tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print(f"{caption}:\n{table}")
     return finding
 
 
 def out_dir_for(study: Path, out: Path | None) -> Path:
     return Path(out) if out is not None else Path(study) / "figures"
-
-
-def to_pandas(df: pl.DataFrame) -> Any:
-    return df.to_pandas()

@@ -4,6 +4,11 @@ One node fault; the longest recovery of the run against the memory per node (one
 machine size) and against the number of nodes (one line per memory size). Paper: < 0.5 s on the
 paper machine (16 nodes x 512 MB), and memory per node dominates.
 
+The recovery time is the model's cost formula (disco/vmm/recovery.py: detection, agreement
+rounds, a firmware scan of each node's memory at faults.scan_mb_per_s ...), so every check here
+is "analytic": it shows the formula is wired in, not that recovery behaves so. A recovery still
+running when the run ended is censored: it has no time (not 0 ms) and is counted in a note.
+
     python analysis/recovery.py results/recovery
 """
 
@@ -17,6 +22,7 @@ import seaborn as sns
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures as F  # noqa: E402
+import verdicts as V  # noqa: E402
 
 STUDY = "recovery"
 MEM, NODES = "machine.memory_per_node_mb", "machine.nodes"
@@ -29,8 +35,12 @@ def times(df: pl.DataFrame) -> pl.DataFrame:
         df = df.with_columns(pl.lit(PAPER_MACHINE[MEM]).alias(MEM))
     if NODES not in df.columns:
         df = df.with_columns(pl.lit(PAPER_MACHINE[NODES]).alias(NODES))
+    censored = (pl.col("faults_recovering") > 0 if "faults_recovering" in df.columns
+                else pl.lit(False))
     return (df.filter(pl.col("faults_injected") > 0)
-            .with_columns((pl.col("recovery_time_ms_max") / 1000).alias("recovery_s")))
+            .with_columns(censored.alias("censored"))
+            .with_columns(pl.when(pl.col("censored")).then(None)
+                          .otherwise(pl.col("recovery_time_ms_max") / 1000).alias("recovery_s")))
 
 
 def _spread(t: pl.DataFrame, vary: str, fixed: str, at: int) -> float | None:
@@ -41,45 +51,59 @@ def _spread(t: pl.DataFrame, vary: str, fixed: str, at: int) -> float | None:
 
 def make(study: Path, out: Path | None = None) -> F.Finding:
     t = times(F.read_runs(study))
-    fig, (a, b) = F.subplots(2)
+    fig, (a, b) = F.subplots(2, width=6.0)
     if t.height:
         pdf = t.to_pandas()
         sns.lineplot(data=pdf, x=MEM, y="recovery_s", hue=NODES, marker="o", errorbar=F.CI,
                      palette="viridis", ax=a)
         sns.lineplot(data=pdf, x=NODES, y="recovery_s", hue=MEM, marker="o", errorbar=F.CI,
                      palette="crest", ax=b)
-    for ax in (a, b):
+    for ax, title in ((a, "nodes"), (b, "memory per node (MB)")):
         F.reference(ax, PAPER_S, "paper: < 0.5 s (16 nodes x 512 MB)")
+        F.side_legend(ax, title)
     a.set(xscale="log", xlabel="memory per node (MB, log scale)", ylabel="recovery time (s)",
           title="vs memory per node")
     b.set(xlabel="nodes", ylabel="recovery time (s)", title="vs number of nodes")
     if t.height:
         F.value_ticks(a, t[MEM].unique().to_list())
         F.value_ticks(b, t[NODES].unique().to_list())
-    fig.suptitle("Fault recovery time after one node fault (mean, 95 % CI)")
+    fig.suptitle("Fault recovery time after one node fault (mean, 95 % t interval)")
     paths = F.save(fig, F.out_dir_for(study, out), STUDY)
 
     at = t.filter((pl.col(MEM) == PAPER_MACHINE[MEM]) & (pl.col(NODES) == PAPER_MACHINE[NODES]))
-    paper_s = at["recovery_s"].mean() if at.height else None
+    paper_iv = V.t_interval(at["recovery_s"]) if at.height else V.t_interval([])
     mem_spread = _spread(t, MEM, NODES, PAPER_MACHINE[NODES])
     node_spread = _spread(t, NODES, MEM, PAPER_MACHINE[MEM])
-    mem_rises = None
-    s = t.filter(pl.col(NODES) == PAPER_MACHINE[NODES]).group_by(MEM).agg(
-        pl.col("recovery_s").mean()).sort(MEM)
-    if s.height > 1:
-        mem_rises = bool((s["recovery_s"].diff().drop_nulls() > 0).all())
-    parts = [f"{F.fmt(paper_s, '.3f')} s at 16 nodes x 512 MB" if paper_s is not None else
-             "paper machine not in the sweep"]
-    if mem_spread is not None and node_spread is not None:
-        parts.append(f"range {F.fmt(mem_spread, '.3f')} s over memory per node vs "
-                     f"{F.fmt(node_spread, '.3f')} s over node count")
-    checks = [paper_s is not None and paper_s < PAPER_S, mem_rises,
-              None if mem_spread is None or node_spread is None else mem_spread > node_spread]
-    agrees = None if paper_s is None else all(c is not False for c in checks)
+    s = (t.filter(pl.col(NODES) == PAPER_MACHINE[NODES]).group_by(MEM)
+         .agg(pl.col("recovery_s").mean()).drop_nulls().sort(MEM))
+    rises = bool((s["recovery_s"].diff().drop_nulls() > 0).all()) if s.height > 1 else None
+    source = "[S] recovery < 0.5 s in every configuration; memory per node dominates"
+    checks = [
+        V.check(f"recovery after one node fault on the paper machine (16 nodes x 512 MB) "
+                f"below {PAPER_S} s (mean)", "analytic", source,
+                paper_iv.text(".3f", " s"), V.mean_within(paper_iv, high=PAPER_S), paper_iv.n),
+        V.check("recovery time rises with memory per node at every step (16 nodes)", "analytic",
+                source, " < ".join(f"{m} MB {v:.3f} s" for m, v in s.iter_rows())
+                or "no data", rises, s.height),
+        V.check("memory per node moves recovery time more than the node count does (range of "
+                "the means)", "analytic", source,
+                f"range {F.fmt(mem_spread, '.3f')} s over memory per node vs "
+                f"{F.fmt(node_spread, '.3f')} s over node count",
+                None if mem_spread is None or node_spread is None else mem_spread > node_spread),
+    ]
+    cens = t.filter(pl.col("censored"))
+    notes = ["Analytic: the recovery time is the model's cost formula; the checks show it is "
+             "wired in, not that recovery behaves so."]
+    if cens.height:
+        notes.append(f"{cens.height} run(s) ended with a recovery still running (censored, left "
+                     "out): " + ", ".join(f"{m} MB x {n} nodes" for m, n in
+                                          cens.select(MEM, NODES).unique().sort(MEM, NODES)
+                                          .iter_rows()))
     return F.Finding(
-        figure=STUDY, title="Fault recovery time", paths=paths,
-        paper="< 0.5 s; memory per node dominates", measured="; ".join(parts), agrees=agrees,
-        criterion="< 0.5 s at paper scale, rises with memory per node, memory range > node range")
+        figure=STUDY, title="Fault recovery time", paths=paths, checks=checks, notes=notes,
+        paper="< 0.5 s; memory per node dominates",
+        measured=(f"{paper_iv.text('.3f', ' s')} at 16 nodes x 512 MB"
+                  if at.height else "paper machine not in the sweep"))
 
 
 if __name__ == "__main__":

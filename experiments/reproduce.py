@@ -3,14 +3,18 @@
     python experiments/reproduce.py [study ...] [--size small|full] [override ...]
 
 Studies (default: all, in PAPER.md's order): overhead, containment_overhead, cpu_balance,
-memory_borrowing, paging, recovery, containment, vs_partitioning, plus smoke_balance (the
-framework's smoke study and its figure). Each is ``conf/experiment/<study>.yaml`` (small) or
-``<study>_full.yaml`` (full); runs already complete are skipped by the framework. The sweeps
-run on one private local Ray, started by the first study with runs left to do and stopped after
-the last (``ray_backend.shared``): one Ray start for all studies, none when every run is cached.
-Any ``key=value`` argument is a Hydra override passed to every sweep, e.g.
-``results_dir=/tmp/r``, ``sweep.serial=true`` (no Ray: every run in this process) or
-``ray.address=auto`` (an existing cluster).
+memory_borrowing, paging, recovery, containment, vs_partitioning, then sensitivity (every knob
+moved once, experiments/one_at_a_time.py: one sweep per knob, run as one batch), plus
+smoke_balance (the framework's smoke study and its figure). Each is
+``conf/experiment/<study>.yaml`` (small) or ``<study>_full.yaml`` (full); runs already complete
+are skipped by the framework. The sweeps run on one private local Ray, started by the first
+study with runs left to do and stopped after the last (``ray_backend.shared``): one Ray start
+for all studies, none when every run is cached.
+Every study is planned before any runs, so a bad value is exit 2 with nothing run. Any
+``key=value`` argument is a Hydra override passed to every sweep, e.g. ``results_dir=/tmp/r``,
+``sweep.serial=true`` (no Ray: every run in this process) or ``ray.address=auto`` (an existing
+cluster); ``sensitivity.*`` (the knob table, e.g. ``sensitivity.dead_below=0.02``) goes to the
+sensitivity study alone.
 
 Then ``analysis/<study>.py`` draws each figure and ``analysis/report.py`` writes
 ``<results_dir>/report/index.md`` and ``index.html``.
@@ -25,8 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "analysis"))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 SMOKE = "smoke_balance"
+KNOBS = "sensitivity"  # a one-at-a-time study: experiments/one_at_a_time.py
 
 
 def studies() -> list[str]:
@@ -49,23 +55,44 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return a
 
 
-def run_study(study: str, size: str, overrides: list[str]):
-    """Plan and run one study's sweep; returns (plan, outcome), or None on a config error or
-    when Ray cannot be started."""
+def for_study(study: str, overrides: list[str]) -> list[str]:
+    """The overrides a study gets: all of them, but ``sensitivity.*`` (the knob table) only
+    for the sensitivity study, which alone has a table (the planner refuses any other)."""
+    def table(o: str) -> bool:
+        return o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "sensitivity"
+
+    return list(overrides) if study == KNOBS else [o for o in overrides if not table(o)]
+
+
+def plan_study(study: str, size: str, overrides: list[str]):
+    """One study's plan, (plan, knob plans or None, argv); None on a config error (printed)."""
+    import one_at_a_time
+
     from disco.config import ConfigError
     from disco.framework.plan import PlanError, make_plan
-    from disco.framework.ray_backend import RayStartError
-    from disco.framework.sweep import run_sweep
 
     experiment = study if size == "small" or study == SMOKE else f"{study}_full"
+    overrides = for_study(study, overrides)
     args = [f"+experiment={experiment}", *overrides]
+    argv = ["reproduce.py", *args]
     try:
-        plan = make_plan(args, argv=["reproduce.py", *args])
+        knobs = one_at_a_time.plan_knobs(experiment, overrides, argv) if study == KNOBS else None
+        return (knobs.merged if knobs else make_plan(args, argv=argv)), knobs, argv
     except (ConfigError, PlanError) as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
+
+
+def run_study(study: str, planned):
+    """Run a planned study's sweep; its outcome, or None when Ray cannot be started."""
+    import one_at_a_time
+
+    from disco.framework.ray_backend import RayStartError
+    from disco.framework.sweep import run_sweep
+
+    plan, knobs, argv = planned
     try:
-        return plan, run_sweep(plan, argv=["reproduce.py", *args])
+        return one_at_a_time.run(knobs, argv) if knobs else run_sweep(plan, argv=argv)
     except RayStartError as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
@@ -79,14 +106,17 @@ def main(argv: list[str]) -> int:
 
     a = parse(argv)
     t0 = time.perf_counter()
+    # Every study is planned before any runs: a bad value is exit 2 with nothing run or written.
+    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies}
+    if any(p is None for p in planned.values()):
+        return 2
     rc, results_dir = 0, None
     with ray_backend.shared():
         for study in a.studies:
-            done = run_study(study, a.size, a.overrides)
-            if done is None:
+            outcome = run_study(study, planned[study])
+            if outcome is None:
                 return 2
-            plan, outcome = done
-            results_dir = plan.results_dir
+            results_dir = planned[study][0].results_dir
             print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
                   f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
             if outcome.failed:

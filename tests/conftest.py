@@ -39,6 +39,26 @@ def without_wall_time(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "wall_time_s"}
 
 
+@pytest.fixture(scope="session")
+def paper_results(tmp_path_factory) -> Path:
+    """Every paper study and the knob sensitivity at a reduced size, run once per session
+    (framework_helpers/paper_results.py)."""
+    from framework_helpers.paper_results import run_all
+
+    return run_all(tmp_path_factory.mktemp("paper_results"))
+
+
+@pytest.fixture(scope="session")
+def paper_report(paper_results, tmp_path_factory):
+    """The report of ``paper_results``: (its directory, its sections)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    import report
+
+    out = tmp_path_factory.mktemp("paper_report")
+    _, sections = report.build(paper_results, "small", out)
+    return out, sections
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """A test marked ``python_sources`` patches methods of the core's objects, which compiled

@@ -1,8 +1,9 @@
 """Every figure script, compare_policies and the report on a tiny real results set.
 
-One module-scoped fixture runs each paper study serially at a reduced size (fewer values, fewer
-replicates, shorter runs) into a temporary results directory; each script must then draw a
-non-empty PNG and SVG and state a finding, and the report must show every figure.
+The session fixture ``paper_results`` (framework_helpers/paper_results.py) runs each paper
+study serially at a reduced size into a temporary results directory; each script must then
+draw a non-empty PNG and SVG and state a finding with computed checks, and the report must show
+every figure.
 """
 
 from __future__ import annotations
@@ -19,34 +20,13 @@ sys.path.insert(0, str(ROOT / "analysis"))
 
 import compare_policies  # noqa: E402
 import report  # noqa: E402
-
-FAST = ["sweep.serial=true", "sweep.progress=false"]
-# Each study cut down to a few seconds of wall time in all, keeping the values its figure needs.
-REDUCED = {
-    "overhead": ["sim.duration_s=8", "sim.replicates=2"],
-    "containment_overhead": ["workload=raytrace,pmake", "sim.duration_s=20", "sim.replicates=2"],
-    "cpu_balance": ["policy.periodic_period_ms=100", "sim.duration_s=30",
-                    "sim.replicates=2"],
-    "memory_borrowing": ["policy.borrow_trigger_mb=16", "sim.replicates=2"],
-    "paging": ["machine.memory_per_node_mb=256,512",
-               "sim.duration_s=20"],
-    "recovery": ["machine.memory_per_node_mb=256,512", "machine.nodes=16,32"],
-    "containment": ["sim.duration_s=30", "sim.replicates=3"],
-    "vs_partitioning": ["sim.duration_s=30", "sim.replicates=2"],
-}
+import verdicts  # noqa: E402
+from framework_helpers.paper_results import REDUCED  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    from disco.framework.plan import make_plan
-    from disco.framework.sweep import run_sweep
-
-    root = tmp_path_factory.mktemp("results")
-    for study, extra in REDUCED.items():
-        plan = make_plan([f"+experiment={study}", *FAST, *extra, f"results_dir={root}"])
-        outcome = run_sweep(plan)
-        assert outcome.failed == 0, study
-    return root
+@pytest.fixture
+def results(paper_results) -> Path:
+    return paper_results
 
 
 def test_every_paper_study_has_a_reduced_fixture_and_a_script():
@@ -64,8 +44,12 @@ def test_each_figure_script_draws_a_png_and_svg_and_states_a_finding(results, tm
     png, svg = tmp_path / f"{study}.png", tmp_path / f"{study}.svg"
     assert png.stat().st_size > 5000 and svg.stat().st_size > 5000
     assert set(finding.paths) == {png, svg}
-    assert finding.paper and finding.measured and finding.criterion
+    assert finding.paper and finding.measured
     assert "n/a" not in finding.measured.split(";")[0], finding.measured
+    for check in finding.checks:
+        assert check.kind in verdicts.KINDS and check.verdict in verdicts.VERDICTS
+        assert check.claim and check.measured and check.source.startswith("[")
+    assert finding.checks or study == "sensitivity"
 
 
 def test_figure_scripts_run_from_the_command_line_on_the_results_root(results, tmp_path, capsys):
@@ -80,25 +64,44 @@ def test_figure_scripts_run_from_the_command_line_on_the_results_root(results, t
 def test_compare_policies_writes_markdown_and_csv_with_the_expected_columns(results, tmp_path):
     table, paths = compare_policies.write(results / "vs_partitioning", "policy=fixed_partition",
                                           tmp_path)
-    assert table.columns == ["policy", "faults", "cells", *compare_policies.COLUMNS]
+    variants = table.columns[:-len(compare_policies.COLUMNS)]
+    assert variants[0] == "policy" and {"workload", "faults"} <= set(variants)
+    assert table.columns[len(variants):] == list(compare_policies.COLUMNS)
     assert {p.suffix for p in paths} == {".md", ".csv"}
     csv = pl.read_csv(paths[1])
     assert csv.columns == table.columns and csv.height == table.height
     base = table.filter(pl.col("policy") == "fixed_partition")
     assert (base["ratio"].drop_nulls() == 1.0).all()
-    assert "| policy | faults | cells | metric |" in paths[0].read_text()
+    assert f"| {' | '.join(variants)} | metric |" in paths[0].read_text()
 
 
-def test_report_shows_every_figure_with_a_line_per_figure(results, tmp_path):
-    index, sections = report.build(results, "small", tmp_path)
+def test_report_shows_every_figure_and_every_check_in_both_renderings(paper_report):
+    from markupsafe import escape
+
+    out, sections = paper_report
+    index = out / "index.md"
     assert [s.study for s in sections] == list(report.STUDIES)
     assert not [s.error for s in sections if s.error]
-    text = index.read_text()
+    text, html = index.read_text(), (out / "index.html").read_text()
     for s in sections:
         assert f"figures/{s.study}.png" in text
-        assert s.finding.measured in text
-    assert (tmp_path / "index.html").read_text().count("<img") == len(sections)
-    assert list((tmp_path / "tables").rglob("*.csv"))
+        assert s.finding.measured in text and str(escape(s.finding.measured)) in html
+        for c in s.finding.checks:
+            assert c.claim in text and str(escape(c.claim)) in html
+    # self-contained: every figure embedded, the tables inlined (collapsed), no file links
+    assert html.count("data:image/png;base64,") == len(sections)
+    assert 'src="figures/' not in html and "<details>" in html
+    assert list((out / "tables").rglob("*.csv"))
+    assert "Knob sensitivity" in text and "rpc_us" in text and "rpc_us" in html
+
+
+def test_a_category_with_no_data_is_marked_none_completed():
+    import figures
+
+    fig, (ax,) = figures.subplots(1)
+    data = pl.DataFrame({"x": ["a", "a", "b", "c"], "y": [1.0, 2.0, None, float("nan")]})
+    assert figures.mark_missing(ax, data, "x", "y", ["a", "b", "c", "d"]) == 3
+    assert [t.get_text() for t in ax.texts] == [figures.MISSING] * 3
 
 
 def test_reproduce_takes_studies_size_and_overrides_in_any_order():

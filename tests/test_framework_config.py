@@ -41,7 +41,13 @@ def test_every_config_group_option_composes(group, option):
         assert getattr(cfg, group).name == option
 
 
-@pytest.mark.parametrize("option", [o for g, o in OPTIONS if g == "experiment"])
+# One-at-a-time studies (a `sensitivity` table): experiments/one_at_a_time.py plans them, one
+# sweep per knob (tests/test_sensitivity.py); the planner refuses them.
+ONE_AT_A_TIME = {"sensitivity", "sensitivity_full"}
+
+
+@pytest.mark.parametrize("option", [o for g, o in OPTIONS
+                                    if g == "experiment" and o not in ONE_AT_A_TIME])
 def test_every_experiment_plans_its_sweep(option):
     plan = make_plan([f"+experiment={option}"])
     assert plan.study == option
@@ -59,12 +65,13 @@ def test_schema_carries_every_simconfig_section_and_the_framework_keys():
     assert {"study", "sweep", "ray", "results_dir"} <= names
 
 
-def test_cpu_balance_sweeps_variants_gang_and_period_and_cli_overrides_win():
+def test_cpu_balance_sweeps_workloads_variants_and_period_and_cli_overrides_win():
     plan = make_plan(["+experiment=cpu_balance"])
-    assert len(plan.runs) == 4 * 2 * 3 * 3
-    assert {r.columns["workload"] for r in plan.runs} == {"mix_shifting"}
+    assert len(plan.runs) == 2 * 5 * 3 * 3
+    assert {r.columns["workload"] for r in plan.runs} == {"mix_shifting", "raytrace_overcommit"}
+    assert {r.config["policy"]["gang"] for r in plan.runs} == {True, False}  # policy=gang_off
     fixed = make_plan(["+experiment=cpu_balance", "policy.gang=true", "sim.replicates=1"])
-    assert len(fixed.runs) == 4 * 3
+    assert len(fixed.runs) == 2 * 5 * 3 - 2 * 3  # gang_off forced on = cellular_disco
     assert {r.config["policy"]["gang"] for r in fixed.runs} == {True}
 
 

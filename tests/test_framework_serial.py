@@ -133,9 +133,14 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_at_minimal_size(tmp_path, experiment):
+def test_every_experiment_runs_at_minimal_size(tmp_path, experiment, capsys):
     args = ["-m", f"+experiment={experiment}", "sim.duration_s=0.5", "sim.replicates=1",
             "sweep.serial=true", "sweep.progress=false", f"results_dir={tmp_path}"]
+    if experiment.startswith("sensitivity"):  # one sweep per knob: experiments/reproduce.py
+        assert main(args) == 2
+        assert "experiments/reproduce.py" in capsys.readouterr().err
+        assert not tmp_path.joinpath(experiment).exists()
+        return
     assert main(args) == 0
     plan = make_plan(args[1:])
     df = runs_table(tmp_path, plan.study)
@@ -176,8 +181,10 @@ def test_make_run_entry_runs_its_study_and_draws_the_figure(tmp_path, capsys):
                                                   ROOT / "experiments" / "reproduce.py")
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
+    one_knob = ("sensitivity.knobs=[{knob:policy.gang,from:true,to:false,scenario:raytrace2x,"
+                "metric:vm_runtime_all_s,expect:up}]")  # every shipped line: test_sensitivity
     assert reproduce.main([f"results_dir={tmp_path}", "sweep.serial=true",
-                           "sim.duration_s=0.5"]) == 0
+                           "sim.duration_s=0.5", one_knob]) == 0
     out = capsys.readouterr().out
     png = tmp_path / "smoke_balance" / "cpu_utilization_by_policy.png"
     assert str(tmp_path / "smoke_balance" / "runs.parquet") in out and str(png) in out

@@ -383,6 +383,11 @@ class Planner:
                 if key.split(".")[0] not in schema.FRAMEWORK_KEYS:
                     columns[key] = _column_value(_select(data, key))
             sim, fw = schema.split_framework(data)
+            if fw.get("sensitivity"):
+                raise PlanError(f"study '{fw.get('study')}' is a one-at-a-time knob study (its "
+                                "'sensitivity' table): run it with `python "
+                                f"experiments/reproduce.py {fw.get('study')}`, which plans one "
+                                "sweep per knob")
             cfg = SimConfig.from_dict(sim)
             if "machine" in columns:  # another group may set the machine (workload=solo_1cpu)
                 columns["machine"] = cfg.machine.name

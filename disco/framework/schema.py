@@ -48,7 +48,7 @@ class RayConfig:
     runtime_env: dict[str, Any] = field(default_factory=dict)  # merged into the runtime_env
 
 
-FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray")
+FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity")
 
 
 def _schema_fields() -> list[tuple[str, Any, Any]]:
@@ -65,6 +65,10 @@ def _schema_fields() -> list[tuple[str, Any, Any]]:
         ("results_dir", str, field(default="results")),
         ("sweep", SweepConfig, field(default_factory=SweepConfig)),
         ("ray", RayConfig, field(default_factory=RayConfig)),
+        # A one-at-a-time study's table (scenarios, knobs with an expected direction each):
+        # conf/experiment/sensitivity.yaml. The planner runs no such study itself; its runner,
+        # experiments/one_at_a_time.py, plans one ordinary sweep per knob.
+        ("sensitivity", dict[str, Any], field(default_factory=dict)),
     ]
     return out
 
