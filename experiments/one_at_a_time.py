@@ -138,9 +138,10 @@ def plan_knobs(experiment: str, overrides: list[str], argv: list[str] | None = N
                ) -> KnobPlans:
     """Every knob's sweep planned (a ConfigError or PlanError names a bad entry before
     anything runs), and the merged plan."""
-    from disco.framework.plan import Plan, make_plan
+    from disco.framework.plan import Plan, Planner
 
     table = read_table(experiment, overrides)
+    planner = Planner()  # one planner: its compositions are shared by every knob's sweep
     plans = []
     for k in table.knobs:
         # A scenario's extra seeds come after the command line's own sim.replicates (they
@@ -150,10 +151,11 @@ def plan_knobs(experiment: str, overrides: list[str], argv: list[str] | None = N
         more = [f"sim.replicates={table.replicates * sc.seeds}"] if sc.seeds > 1 else []
         args = [f"+experiment={experiment}", *sc.overrides, k.sweep(), *overrides, *more,
                 "~sensitivity"]
-        plans.append((k, make_plan(args, argv=argv or ["sensitivity.py", *args])))
+        plans.append((k, planner.plan(args)))
     first = plans[0][1]
-    merged = Plan(study=first.study, results_dir=first.results_dir, sweep=first.sweep,
-                  ray=first.ray, code_version=first.code_version)
+    merged = Plan(results_dir=first.results_dir, sweep=first.sweep, ray=first.ray,
+                  code_version=first.code_version, studies=list(first.studies),
+                  search=first.search, groups=first.groups)
     seen: set[str] = set()
     for _, plan in plans:
         for spec in plan.runs:
