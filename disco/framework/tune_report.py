@@ -210,16 +210,21 @@ def figures(study: Study, tuning: Tuning, frame: pl.DataFrame,
         sns.scatterplot(data=done.to_pandas(), x=x, y=y, color="#90a4ae", ax=ax,
                         label="trials")
         on = done.filter(pl.col("best")).sort(x)
-        ax.plot(on[x].to_list(), on[y].to_list(), "o-", color="#c62828", label="Pareto front")
-        for r in on.iter_rows(named=True):
-            ax.annotate(str(r["trial"]), (r[x], r[y]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+        ax.errorbar(on[x].to_list(), on[y].to_list(), fmt="o-", color="#c62828",
+                    xerr=_half_widths(on, x), yerr=_half_widths(on, y), elinewidth=0.8,
+                    ecolor=(0.78, 0.16, 0.16, 0.3), capsize=2,
+                    label="Pareto front (95 % t interval of each mean)")
+        for (px, py), sub in on.group_by([x, y], maintain_order=True):
+            ax.annotate(", ".join(map(str, sub["trial"].to_list())), (px, py),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8)
         base = done.filter(pl.col("baseline"))
         if base.height:
             ax.plot(base[x].to_list(), base[y].to_list(), "*", ms=14, color="#f9a825",
-                    label="baseline")
-        ax.set_title(f"{tuning.study}: {x} ({tuning.directions[0]}) vs {y} "
-                     f"({tuning.directions[1]})" + (" (first two objectives)" if k > 2 else ""))
+                    label="baseline", zorder=5)
+        ax.set_title(f"{tuning.study}: Pareto front" + (" of the first two objectives"
+                                                         if k > 2 else "")
+                     + f"\n{x} ({tuning.directions[0]}) vs {y} ({tuning.directions[1]})",
+                     fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(_save(fig, out / "pareto.png"))
@@ -234,6 +239,11 @@ def figures(study: Study, tuning: Tuning, frame: pl.DataFrame,
         fig.tight_layout()
         paths.append(_save(fig, out / "importances.png"))
     return paths
+
+
+def _half_widths(frame: pl.DataFrame, name: str) -> list[float] | None:
+    halves = frame[f"{name}_ci95"].to_list()
+    return None if all(h is None for h in halves) else [h or 0.0 for h in halves]
 
 
 def _save(fig: Any, path: Path) -> Path:
