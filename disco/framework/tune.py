@@ -367,9 +367,23 @@ def _locked(tuning: Tuning) -> Iterator[None]:
 
 
 def _storage(tuning: Tuning) -> Any:
+    """``optuna.db`` through SQLAlchemy, in SQLite's WAL mode with ``synchronous=NORMAL``: a
+    commit (Optuna makes a dozen per trial) costs ~1 ms instead of an fsync's ~8, and the file
+    stays consistent if the process is killed or the machine loses power (the last commits may
+    then be lost; their trials are asked again). WAL wants the file on a local filesystem."""
+    import sqlite3
+
     import optuna
 
-    return optuna.storages.RDBStorage(f"sqlite:///{tuning.db}")
+    path = str(tuning.db)
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
 
 
 def open_study(tuning: Tuning) -> Study | None:
