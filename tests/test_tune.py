@@ -205,7 +205,7 @@ def test_several_objectives_give_a_non_dominated_front(tmp_path, capsys):
     (["objective=loss", "policy.periodic_threshold=interval(3,1)"], "inverted interval"),
     (["objective=loss", "policy.periodic_threshold=interval(-1,1)"],
      "policy.periodic_threshold=-1.0"),
-    (["objective=loss", "+experiment=memory_borrowing"], "sweep.params"),
+    (["objective=loss", "+tune.params.policy.gang=true"], "is not a search space"),
 ])
 def test_bad_input_exits_2_naming_it_and_writes_nothing(tmp_path, capsys, extra, message):
     assert main(["tune", PERIOD, *BOWL, *extra, f"results_dir={tmp_path}"]) == 2
@@ -234,6 +234,25 @@ def test_plain_disco_refuses_tune_keys_and_a_study_with_an_open_search_space(tmp
     assert list(tmp_path.iterdir()) == []
     fixed = ["policy.borrow_trigger_mb=8", "policy.borrow_unit_mb=4", "policy.lend_floor_mb=64"]
     assert main(["--dry-run", "+experiment=tune_borrowing", *fixed]) == 0  # nothing left open
+
+
+def test_the_space_merges_the_studys_grid_its_tune_params_and_the_command_line():
+    from disco.framework import tune
+
+    def space(*extra):
+        tuning, _ = tune.prepare(["objective=vm_runtime_mean_s", *extra])
+        return {n: type(p.distribution).__name__[:3] for n, p in tuning.space.items()}
+
+    # a grid study's sweep.params are choices, as Hydra's Optuna sweeper reads its params
+    assert space("+experiment=memory_borrowing") == {
+        "machine.memory_per_node_mb": "Cat", "policy.borrow_policy": "Cat",
+        "policy.borrow_trigger_mb": "Cat"}
+    # the command line replaces an entry with a search space, or fixes it with a value
+    assert space("+experiment=memory_borrowing", "policy.borrow_trigger_mb=int(interval(0,32))",
+                 "policy.borrow_policy=paper") == {"machine.memory_per_node_mb": "Cat",
+                                                   "policy.borrow_trigger_mb": "Int"}
+    assert space("+experiment=tune_borrowing", "tune.params=null", "policy.gang=true,false",
+                 "direction=null") == {"policy.gang": "Cat"}
 
 
 def test_dry_run_lists_the_space_and_writes_nothing(tmp_path, capsys):

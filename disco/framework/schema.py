@@ -61,9 +61,10 @@ class TuneConfig:
     baseline: bool = True  # trial 0 is the config's own values of the tuned keys (if inside)
     figures: bool = True  # history, Pareto front and importances under <study>/tune/
     # The search space: {"dotted.key or group": "int(interval(0,64))"}, in the override grammar
-    # (interval, int(interval), tag(log, interval), choice, range). Command-line overrides of
-    # the same key win: a search-space override replaces the entry, a value fixes the key.
-    params: dict[str, Any] = field(default_factory=dict)
+    # (interval, int(interval), tag(log, interval), choice, range), added to the study's
+    # sweep.params (a grid's a,b,c: a choice). Command-line overrides of the same key win: a
+    # search-space override replaces the entry, a value fixes the key; null drops them all.
+    params: dict[str, Any] | None = field(default_factory=dict)
 
 
 FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity", "objective",

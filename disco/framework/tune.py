@@ -111,9 +111,13 @@ class Tuning:
         return shlex.join(["disco", *self.overrides(params)])
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed study must share with the one on disk: the rest (trials, sampler,
-        seed, batch, Ray) may change from one invocation to the next."""
-        return {"fixed": self.fixed, "space": {n: p.text for n, p in self.space.items()},
+        """What a resumed study must share with the one on disk: the overrides that make its
+        configs, the space, the objectives, the task and the simulator's code. The rest
+        (trials, sampler, seed, batch, where the runs go: ray.*, sweep.*, results_dir) may
+        change from one invocation to the next."""
+        fixed = [o for o in self.fixed
+                 if not o.lstrip("+~").startswith(("ray.", "results_dir=", "sweep."))]
+        return {"fixed": fixed, "space": {n: p.text for n, p in self.space.items()},
                 "objectives": self.objectives, "directions": self.directions,
                 "task": self.task, "code_version": self.code_version}
 
@@ -133,17 +137,11 @@ def _names(value: Any, key: str) -> list[str]:
     return list(items)
 
 
-def _sweep_params(fw: dict[str, Any]) -> dict[str, Any]:
-    from disco.framework.plan import _flatten
-
-    return _flatten((fw.get("tune") or {}).get("params") or {})
-
-
 def prepare(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
             ) -> tuple[Tuning, Planner]:
     """Parse and check a ``disco tune`` command line; nothing is written. Raises PlanError,
     ConfigError or Hydra's errors (exit 2)."""
-    from disco.framework.plan import Planner, _norm, _param_str, _select
+    from disco.framework.plan import Planner, _flatten, _norm, _param_str, _select
 
     planner = Planner(config_dirs)
     planner.tuning = True
@@ -156,19 +154,22 @@ def prepare(overrides: Sequence[str], config_dirs: Sequence[str | Path] = ()
     groups, values = planner.split(fixed)
     data = planner.resolve(tuple(groups), values)
     _, fw = schema.split_framework(data)
-    if (fw.get("sweep") or {}).get("params"):
-        raise PlanError(f"study '{fw.get('study')}' sets sweep.params, a grid: a tuning runs one "
-                        "config per trial; put the keys in its search space (tune.params, or "
-                        "key=interval(...) on the command line) or clear it with sweep.params={}")
     given = {_norm(ov.key_or_group) for ov in planner.parse(fixed)}
     cli_names = {_norm(ov.key_or_group) for ov in planner.parse(cli_space)}
-    from_config = [f"{k}={_param_str(v)}" for k, v in _sweep_params(fw).items()
-                   if _norm(k) not in given | cli_names]
-    for text in from_config:
-        if not planner.parse([text])[0].is_sweep_override():
-            raise PlanError(f"tune.params.{text}: not a search space (interval(a,b), "
-                            "int(interval(a,b)), tag(log, interval(a,b)), choice(...), "
-                            "range(...)); a fixed value is an ordinary override")
+    # The study's grid (sweep.params, a,b,c: a choice), then its tune.params, then the command
+    # line: a later entry for the same key wins, and a fixed value on the command line fixes it.
+    config_space: dict[str, str] = {}
+    for section in ("sweep", "tune"):
+        for k, v in _flatten((fw.get(section) or {}).get("params") or {}).items():
+            text = f"{k}={_param_str(v)}"
+            if not planner.parse([text])[0].is_sweep_override():
+                raise PlanError(f"{section}.params: {text} is not a search space "
+                                "(interval(a,b), int(interval(a,b)), tag(log, interval(a,b)), "
+                                "choice(...), a,b,c, range(...)); a fixed value is an ordinary "
+                                "override")
+            config_space.pop(_norm(k), None)
+            config_space[_norm(k)] = text
+    from_config = [t for k, t in config_space.items() if k not in given | cli_names]
     space = tune_space.parse(from_config + cli_space, planner)
     if not space:
         raise PlanError("nothing to tune: give a search space (key=interval(a,b), "
@@ -440,6 +441,11 @@ def run(tuning: Tuning, planner: Planner, *, argv: list[str] | None = None,
                                  "stopped tuning left running are evaluated first (finished "
                                  "runs come from the cache)")
         size = _batch_size(tuning)
+        where = "serially" if tuning.serial else \
+            f"on Ray (ray.address={tuning.ray.get('address')})"
+        _log(tuning, stream, f"tune: {tuning.study}: {tuning.trials} trials of {tuning.replicates}"
+                             f" run(s) each, {tuning.sampler} (seed {tuning.seed}), batches of "
+                             f"{size} {where}; study {tuning.db}")
         for i in range(0, len(stale), size):
             _evaluate(tuning, planner, study, [(t.number, t._trial_id, dict(t.params))
                                                for t in stale[i:i + size]], argv, stream)
