@@ -332,7 +332,7 @@ def _tune(raw: list[str]) -> int:
         print(f"disco tune: error: unrecognized argument {flags[0]} (see disco tune --help)",
               file=sys.stderr)
         return 2
-    from disco.framework import ray_backend, tune, tune_report
+    from disco.framework import ray_backend, tune, tune_report, tune_study
     from disco.framework.ray_backend import RayStartError
     from disco.framework.tune_space import describe
 
@@ -347,7 +347,7 @@ def _tune(raw: list[str]) -> int:
             print("  objective: " + ", ".join(f"{o} ({d})" for o, d in goal))
             return 0
         ray_backend.cli_signals = True
-        study = tune.run(tuning, planner, argv=["disco", "tune", *raw])
+        study = tune_study.run(tuning, planner, argv=["disco", "tune", *raw])
     except RayStartError as exc:
         print(f"disco tune: error: {exc}", file=sys.stderr)
         return 2

@@ -267,7 +267,7 @@ def test_dry_run_lists_the_space_and_writes_nothing(tmp_path, capsys):
 def test_a_second_tuning_of_the_same_study_at_once_is_refused(tmp_path):
     import fcntl
 
-    from disco.framework import tune
+    from disco.framework import tune, tune_study
 
     tuning, planner = tune.prepare([PERIOD, *BOWL, "objective=loss", "tune.trials=1",
                                     f"results_dir={tmp_path}"])
@@ -277,8 +277,8 @@ def test_a_second_tuning_of_the_same_study_at_once_is_refused(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(PlanError, match="another disco tune is tuning it now"):
-            tune.run(tuning, planner)
+            tune_study.run(tuning, planner)
     finally:
         os.close(fd)
-    tune.run(tuning, planner)
+    tune_study.run(tuning, planner)
     assert len(trials(tmp_path)) == 1
