@@ -26,7 +26,6 @@ import time
 from typing import Any
 
 CFG_CHOICES = ("job", "all")
-TUNE_KEYS = ("objective", "direction", "tune")  # disco.framework.schema.TUNE_KEYS
 INFO_CHOICES = ("groups", "searchpath", "all")
 SHELLS = ("bash", "zsh", "fish", "tcsh")
 
@@ -232,6 +231,8 @@ def _main(argv: list[str] | None) -> int:
         return 2
     if args.info:
         return _info(args.info, args.config_dir)
+    from disco.framework.schema import TUNE_KEYS
+
     tune_keys = [o for o in args.overrides
                  if o.lstrip("+~").split("=", 1)[0].split(".")[0] in TUNE_KEYS]
     if tune_keys:

@@ -105,18 +105,37 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def repeats(frame: pl.DataFrame) -> dict[int, list[int]]:
+    """First complete trial of each config -> the later trials that asked for it again."""
+    first: dict[str, int] = {}
+    out: dict[int, list[int]] = {}
+    for r in frame.sort("trial").iter_rows(named=True):
+        if r["state"] == "COMPLETE" and r["command"] is not None:
+            n = first.setdefault(r["command"], r["trial"])
+            if n != r["trial"]:
+                out.setdefault(n, []).append(r["trial"])
+    return out
+
+
 def table(frame: pl.DataFrame, tuning: Tuning, rows: pl.DataFrame | None = None) -> str:
-    """Aligned text table of ``rows`` (default: the best trials first)."""
+    """Aligned text table of ``rows`` (default: the best trials first), one row per config:
+    a trial that repeated an earlier one is shown beside it (``4 (= 17, 37)``)."""
     import polars as pl
 
+    again = repeats(frame)
+    later = [n for ns in again.values() for n in ns]
     if rows is None:
-        done = frame.filter(pl.col("state") == "COMPLETE")
-        rows = done.sort(tuning.objectives[0],
-                         descending=tuning.directions[0] == "maximize").head(TABLE_ROWS)
+        rows = frame.filter(pl.col("state") == "COMPLETE").sort(
+            tuning.objectives[0], descending=tuning.directions[0] == "maximize")
+        rows = rows.filter(~pl.col("trial").is_in(later)).head(TABLE_ROWS)
+    else:
+        rows = rows.filter(~pl.col("trial").is_in(later))
     head = ["trial", *tuning.space, *tuning.objectives, "runs", "cached"]
     body = []
     for r in rows.iter_rows(named=True):
-        line = [str(r["trial"]) + (" (baseline)" if r["baseline"] else "")]
+        same = again.get(r["trial"])
+        line = [str(r["trial"]) + (f" (= {', '.join(map(str, same))})" if same else "")
+                + (" (baseline)" if r["baseline"] else "")]
         line += [_cell(r[n]) for n in tuning.space]
         for name in tuning.objectives:
             half = r[f"{name}_ci95"]
@@ -152,14 +171,18 @@ def summary(study: Study, tuning: Tuning, frame: pl.DataFrame,
         lines += [f"best trial: {best[0].number}", table(frame, tuning, chosen), "",
                   f"best {min(TABLE_ROWS, frame.height)} trials:", table(frame, tuning)]
     else:
-        lines += [f"Pareto front: {len(best)} of {frame.height} trials (none better in one "
-                  "objective without being worse in another)", table(frame, tuning, chosen)]
+        distinct = len({t.user_attrs.get("command") for t in best})
+        lines += [f"Pareto front: {len(best)} of {frame.height} trials, {distinct} distinct "
+                  "configs (none better in one objective without being worse in another)",
+                  table(frame, tuning, chosen)]
     base = frame.filter(pl.col("baseline") & (pl.col("state") == "COMPLETE"))
     if base.height:
         lines += ["", "baseline (the config's own values):", table(frame, tuning, base)]
     lines += ["", "paste into disco (each runs that trial's config; its runs are cached):"]
+    later = {n for ns in repeats(frame).values() for n in ns}
     for t in best:
-        lines.append(f"  trial {t.number}: {t.user_attrs.get('command')}")
+        if t.number not in later:
+            lines.append(f"  trial {t.number}: {t.user_attrs.get('command')}")
     lines.append("")
     if imp:
         lines.append("parameter importances (Optuna, PED-ANOVA):")
