@@ -15,14 +15,15 @@ VMs' idle memory, not its own fresh chunks, and once the sizes bind each VM's fa
 its own work and size.
 
 **Victims inside a VM: second-chance FIFO** over its resident set, by age and reference (the
-FIFO: ``guest_memory.py``). With ``paging_skip_freed`` the chunks the guest has freed go first.
-Then at most three laps: the first evicts unreferenced chunks and passes referenced ones over
-(bit cleared, to the back with a new time: their second chance), the second evicts any chunk
-outside the hot working set, the third anything, oldest first. A chunk is *referenced* if its
-reference bit is set (first touch, page-in, reuse) or it is in a VCPU's hot working set and
-that VCPU ran since the chunk was last passed over (``VCPU.seg_start``: a VCPU off its CPU last
-ran then; the region's hot kernel: any sharer's VCPU). A VCPU waiting for the disk does not
-run, so a stalled VM's working set ages.
+FIFO: ``guest_memory.py``). With ``paging_skip_freed`` the chunks guests have freed go first,
+any VM's in the cells (free memory costs its guest nothing but a zero-filled reallocation),
+before anyone's resident set is trimmed. Then at most three laps: the first evicts
+unreferenced chunks and passes referenced ones over (bit cleared, to the back with a new time:
+their second chance), the second evicts any chunk outside the hot working set, the third
+anything, oldest first. A chunk is *referenced* if its reference bit is set (first touch,
+page-in, reuse) or it is in a VCPU's hot working set and that VCPU ran since the chunk was last
+passed over (``VCPU.seg_start``: a VCPU off its CPU last ran then; the region's hot kernel: any
+sharer's VCPU). A VCPU waiting for the disk does not run, so a stalled VM's working set ages.
 
 The paper's three optimisations, each switchable and counted:
 
@@ -125,7 +126,13 @@ class Pager:
         done_at = self.loop.now
         freed = 0
         self._cap = {}
-        for victim in self._victims(vmm):
+        victims = self._victims(vmm)
+        if self.skip_freed:  # memory a guest has freed goes first, whoever's it is
+            for victim in victims:
+                freed += self._reclaim_freed(victim, home, need - freed)
+                if freed >= need:
+                    return done_at
+        for victim in victims:
             n, t = self._evict(victim, home, need - freed)
             freed += n
             done_at = max(done_at, t)
@@ -178,26 +185,32 @@ class Pager:
         return [vmm, *rest] if self.excess(vmm) >= 0.0 else [*rest, vmm]
 
     # -- what goes, inside one VM ----------------------------------------------------------------
+    def _reclaim_freed(self, r: VMMemory, home: tuple[int, ...], need: int) -> int:
+        """Up to ``need`` of the chunks ``r``'s guest freed (skip_freed: the monitor knows
+        them), in frames managed by ``home`` cells: dropped, never written."""
+        manager = self.frames.manager
+        count = 0
+        q = r.freed_res
+        for _ in range(len(q)):
+            if count >= need:
+                break
+            j, gen = q.popleft()
+            if int(r.gen[j]) != gen or r.state[j] != FREED:
+                continue  # reused or gone since
+            if int(manager[int(r.frame[j])]) not in home:
+                q.append((j, gen))  # for a VM of that frame's cell
+                continue
+            self._evict_one(r, j)
+            count += 1
+        return count
+
     def _evict(self, r: VMMemory, home: tuple[int, ...], need: int) -> tuple[int, float]:
         """Guest-freed chunks first (skip_freed), then second chance over ``r``'s FIFO,
         evicting frames managed by ``home`` cells."""
         now = self.loop.now
         manager = self.frames.manager
         done_at = now
-        count = 0
-        if self.skip_freed:
-            q = r.freed_res
-            for _ in range(len(q)):
-                if count >= need:
-                    break
-                j, gen = q.popleft()
-                if int(r.gen[j]) != gen or r.state[j] != FREED:
-                    continue  # reused or gone since
-                if int(manager[int(r.frame[j])]) not in home:
-                    q.append((j, gen))  # for a VM of that frame's cell
-                    continue
-                done_at = max(done_at, self._evict_one(r, j))
-                count += 1
+        count = self._reclaim_freed(r, home, need) if self.skip_freed else 0
         fifo = r.fifo
         for lap in (1, 2, 3):
             steps = len(fifo)
