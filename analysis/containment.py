@@ -47,9 +47,11 @@ def vm_ends(vms: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def lost_shares(faults: pl.DataFrame, vms: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
-    """One row per hardware fault that hit a live part of the machine, with ``running`` (VMs
-    in the system at the fault) and ``share`` = VMs lost / running."""
+    """One row per hardware fault that hit a live part of the machine and finished recovering,
+    with ``running`` (VMs in the system at the fault) and ``share`` = VMs lost / running."""
     hw = faults.filter((pl.col("type") != "software") & ~pl.col("ignored"))
+    if "censored" in hw.columns:  # still recovering at the end: its losses are pending
+        hw = hw.filter(~pl.col("censored"))
     ends = vm_ends(vms, runs).select("key", "arrival_s", "end_s")
     alive = (hw.select("key", "time_s").unique().join(ends, on="key", how="inner")
              .filter((pl.col("arrival_s") <= pl.col("time_s"))
