@@ -88,16 +88,17 @@ def make(study: Path, out: Path | None = None) -> F.Finding:
         lent = s.filter(pl.col(POLICY) != "none").with_columns(
             pl.col(LOAN).map_elements(_loan_label, return_dtype=pl.Utf8).alias("loan speed"))
         if lent.height:
-            sns.pointplot(data=lent.rename({POLICY: "borrowing policy"}).to_pandas(),
+            sns.pointplot(data=lent.filter(pl.col(LOAN) == fast)
+                          .rename({POLICY: "borrowing policy"}).to_pandas(),
                           x=TRIGGER, y="loan_wait_s", hue="borrowing policy",
-                          hue_order=[h for h in hues if h != "none"], order=triggers,
+                          hue_order=hues, order=triggers,
                           errorbar=F.CI, dodge=0.3, capsize=0.1, ax=w, legend=False,
                           linestyles=["-"] * len(hues))
             for speed in [x for x in loans if x != fast]:
                 sns.pointplot(data=lent.filter(pl.col(LOAN) == speed)
                               .rename({POLICY: "borrowing policy"}).to_pandas(),
                               x=TRIGGER, y="loan_wait_s", hue="borrowing policy",
-                              hue_order=[h for h in hues if h != "none"], order=triggers,
+                              hue_order=hues, order=triggers,
                               errorbar=F.CI, dodge=0.3, capsize=0.1, ax=w, legend=False,
                               linestyles="--", markers="x")
     F.reference(a, PAPER_MB, "paper: 596 MB borrowed (Database)")
