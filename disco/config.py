@@ -344,9 +344,12 @@ class FaultsConfig:
     scheduled: list[ScheduledFault] = field(default_factory=list)
     evacuate: list[EvacuateCell] = field(default_factory=list)
     # Dependent VMs: "early" kills all at once; "lazy" lets a VM whose only tie to the failed
-    # cell is memory run until it touches a bad line (exponential, touch_rate_per_s per VM).
+    # cell is memory run until it touches a lost line: the first touch comes at an exponential
+    # time of rate touch_rate_per_s x its workload's memory_intensity x the share of its
+    # resident memory that was lost, and a VM that finishes first survives.
     kill_policy: str = "early"
-    touch_rate_per_s: Annotated[float, NonNegative] = 10.0  # [A]
+    # [A] first-touch rate of a VM of memory intensity 1 whose memory was all lost
+    touch_rate_per_s: Annotated[float, NonNegative] = 10.0
     # Monitor data of a VCPU that moved across cells follows it after this delay; null: never
     # (the VM depends on every cell its VCPUs visited until it is migrated whole).
     data_follow_s: Annotated[float | None, NonNegative] = None

@@ -314,6 +314,20 @@ class GuestMemory:
             cells.update(r.region.cell_count)
         return cells
 
+    def lost_share(self, vm: VM, cells: list[int]) -> float:
+        """Share of ``vm``'s resident memory, private and its shared region's, on ``cells``
+        (the lazy kill's touch rate, ``recovery.py``; 0 with nothing resident)."""
+        r = self.records.get(vm.id)
+        if r is None:
+            return 0.0
+        lost = sum(r.cell_count.get(c, 0) for c in cells)
+        total = r.resident
+        reg = r.region
+        if reg is not None:
+            lost += sum(reg.cell_count.get(c, 0) for c in cells)
+            total += reg.resident
+        return lost / total if total else 0.0
+
     def note_cells(self, vm: VM) -> None:
         k = len(self.memory_cells(vm))
         if k > self.cells_max.get(vm.id, 0):
