@@ -238,6 +238,28 @@ class PolicyConfig:
     periodic_period_ms: Annotated[float, Positive] = 100.0  # [A]
     periodic_threshold: Annotated[float, NonNegative] = 1.0  # [A] VCPUs of imbalance tolerated
     time_slice_ms: Annotated[float, Positive] = 10.0  # [A]
+    # -- scheduling that behaves like the paper (issue 17; each knob's old behaviour stated) --
+    # An idle CPU keeps looking: a CPU whose steal found nothing parks in its cell's set and is
+    # woken, nearest first, when a VCPU starts waiting on a busy CPU of its cell (it woke up,
+    # arrived, or its gang or slice was preempted). false: it steals only at the instant it
+    # goes idle (the old behaviour).
+    idle_rewake: bool = True
+    # A steal must pay [A]: the wait it saves the VCPU's gang (its waiting members x the time
+    # until its CPU yields) must exceed what the move costs beyond the VM-switch re-warm the
+    # VCPU pays anyway. false: any stealable VCPU is taken (the old behaviour).
+    idle_steal_costed: bool = True
+    # Gang scheduling off: each CPU's slice timer has its own phase (a per-CPU offset drawn
+    # from stream sched/timer/<cpu>) [A: independent per-CPU timers, as on hardware], and each
+    # slice ends late by up to slice_jitter x slice [A: interrupt latency, a tenth of a slice].
+    # Either alone de-synchronises siblings; false and 0: slices of siblings started together
+    # stay aligned (the old behaviour).
+    cpu_timer_phase: bool = True
+    slice_jitter: Annotated[float, Fraction] = 0.1
+    # A switch to a VCPU of another VM re-warms this share of the cache re-warm after a
+    # migration (cache_warmup_ms x (1 - cache_warmup_slowdown) x this) [A: a tenth, 0.4 ms:
+    # another VM's slice displaces part of the 4 MB L2; guest working sets are mostly smaller
+    # than it]. 0: a switch costs only context_switch_us (the old behaviour).
+    vm_switch_rewarm: Annotated[float, Fraction] = 0.1
     allow_cell_split: bool = True  # periodic balancer may move a VCPU to a cell its VM lacks
     overcommit_vcpus: bool = True  # machine may hold more VCPUs than CPUs
     rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip (gang preemption)

@@ -133,16 +133,21 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     guest = GuestMemory(frames, cpus, state.vms)
     remote = RemoteAccessCost(machine, cpus, guest.records, state.vms, p.memory_stall_fraction)
 
-    # CPUs: execution, the scheduler and the balancers.
-    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
-                          gang=policy.gang, spin_penalty=policy.spin_penalty)
-    factory = VMFactory(streams, state, policy)
+    # CPUs: execution, the scheduler and the balancers. A cache re-warm after a move costs
+    # warmup_s; a switch to another VM's VCPU re-warms vm_switch_rewarm of it.
     warmup_s = p.cache_warmup_ms * 1e-3 * (1.0 - p.cache_warmup_slowdown)
+    rewarm_s = warmup_s * p.vm_switch_rewarm
+    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
+                          gang=policy.gang, spin_penalty=policy.spin_penalty, rewarm_s=rewarm_s)
+    factory = VMFactory(streams, state, policy)
     migrator = VcpuMigrator(machine, state, bus, p.migration_node_us * 1e-6,
                             p.migration_cell_us * 1e-6, p.migration_remote_us * 1e-6, warmup_s)
-    idle = IdleBalancer(machine, cpus, migrator, gang=policy.gang)
+    idle = IdleBalancer(loop, machine, cpus, migrator, gang=policy.gang, rewake=p.idle_rewake,
+                        costed=p.idle_steal_costed, rewarm_s=rewarm_s)
+    # Gang off: every CPU's own slice timer (phase and jitter from sched/timer/<cpu>).
     gang = GangScheduler(loop, cpus, execution, idle if p.idle_balancer else None,
-                         gang=policy.gang, slice_s=p.time_slice_ms * 1e-3, rpc_s=p.rpc_us * 1e-6)
+                         gang=policy.gang, slice_s=p.time_slice_ms * 1e-3, rpc_s=p.rpc_us * 1e-6,
+                         streams=streams, phased=p.cpu_timer_phase, slice_jitter=p.slice_jitter)
     execution.connect(gang)
     periodic = PeriodicBalancer(loop, machine, state, migrator, gang, p.periodic_period_ms * 1e-3,
                                 p.periodic_threshold, p.allow_cell_split, policy.cross_cell_moves)
