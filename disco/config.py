@@ -260,7 +260,33 @@ class PolicyConfig:
     # another VM's slice displaces part of the 4 MB L2; guest working sets are mostly smaller
     # than it]. 0: a switch costs only context_switch_us (the old behaviour).
     vm_switch_rewarm: Annotated[float, Fraction] = 0.1
-    allow_cell_split: bool = True  # periodic balancer may move a VCPU to a cell its VM lacks
+    # -- the periodic balancer (periodic_balancer.py) --------------------------------------
+    # Load is each VCPU's exponential average of being waiting or running at the ticks, with
+    # this time constant [A: five periods, so no single tick decides]; 0: the snapshot at the
+    # tick (the old behaviour).
+    periodic_smoothing_ms: Annotated[float, NonNegative] = 500.0
+    # A move is made only if what it gains within a horizon exceeds what it costs (migration
+    # and cache re-warm). A VCPU move among the cells its VM already uses: this horizon [A:
+    # about the smoothing time: the balancer predicts no further than it averages]; null:
+    # costs and prices ignored, any move that evens the load is made (the old behaviour).
+    periodic_horizon_s: Annotated[float | None, NonNegative] = 0.5
+    # A move across cells (a whole VM, whose memory copy delays the gain, or a split, which
+    # lasts until something undoes it): this horizon [A: the paper's workloads run tens of
+    # seconds; a 5-20 s copy can only pay within such a horizon].
+    periodic_vm_horizon_s: Annotated[float, NonNegative] = 10.0
+    periodic_swaps: bool = True  # may swap two VCPUs (across cells: two whole VMs); false: old
+    # Across cells, move or swap whole VMs (all their VCPUs, their memory copied:
+    # vm_migration.py's cost model); false: across cells only single VCPUs move (the old way).
+    periodic_vm_moves: bool = True
+    # Containment has a price: a move that makes a VM depend on one more cell must gain this
+    # many CPUs for as long as the extra dependency lasts (a split: the cross-cell horizon; a
+    # whole VM: its copy, during which it is in transit) [A: half a CPU, so only a clear gain
+    # trades containment away]. 0: containment is free (the old behaviour, with
+    # periodic_vm_moves=false).
+    containment_price: Annotated[float, NonNegative] = 0.5
+    # The periodic balancer may split a VM (move a VCPU to a cell the VM does not use), and
+    # then only as the exception: when no move or swap that keeps every VM in its cells pays.
+    allow_cell_split: bool = True
     overcommit_vcpus: bool = True  # machine may hold more VCPUs than CPUs
     rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip (gang preemption)
     # [A] monitor switch between VCPUs on one CPU
@@ -372,9 +398,10 @@ class FaultsConfig:
     kill_policy: str = "early"
     # [A] first-touch rate of a VM of memory intensity 1 whose memory was all lost
     touch_rate_per_s: Annotated[float, NonNegative] = 10.0
-    # Monitor data of a VCPU that moved across cells follows it after this delay; null: never
-    # (the VM depends on every cell its VCPUs visited until it is migrated whole).
-    data_follow_s: Annotated[float | None, NonNegative] = None
+    # Monitor data of a VCPU that moved across cells follows it after this delay [A: the
+    # monitor copies it in the background, within a second]; null: never (the VM depends on
+    # every cell its VCPUs visited until it is migrated whole: the old behaviour).
+    data_follow_s: Annotated[float | None, NonNegative] = 1.0
     restart_lost: bool = False  # restart lost VMs (from scratch) on surviving cells
     # [A] guest reboot before a restarted VM runs
     restart_delay_s: Annotated[float, NonNegative] = 0.0
@@ -405,6 +432,10 @@ class FaultsConfig:
     migration_mb_per_s: Annotated[float, Positive] = 50.0
     io_state_mb: Annotated[float, NonNegative] = 16.0
     migration_switch_ms: Annotated[float, NonNegative] = 50.0
+    # During the copy the VM also depends on its destination cells (a fault there kills it).
+    # false [A]: pre-copy; the source holds the VM's whole state until the switch, so a fault
+    # on a destination only aborts the copy (the VM stays where it was). true: the old rule.
+    migration_copy_dependency: bool = False
 
 
 @dataclass(slots=True)
