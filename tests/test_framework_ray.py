@@ -207,3 +207,22 @@ def test_fail_fast_stops_at_first_failure_on_ray(tmp_path, capsys):
     df = runs_table(tmp_path)
     assert 1 <= df.height < 11 and df.filter(pl.col("status") == "failed").height == 1
     assert set(df["status"]) <= {"ok", "failed"}
+
+
+def test_tune_on_ray_asks_its_trials_in_batches_of_the_cpus(tmp_path, local_ray):
+    import optuna
+
+    import disco.results
+
+    args = ["tune", "policy.periodic_period_ms=interval(1,100)", "objective=loss",
+            "sweep.task=framework_helpers.tasks:bowl", "tune.trials=4", "tune.figures=false",
+            f"results_dir={tmp_path}"]
+    assert main(args) == 0
+    done = optuna.load_study(study_name="default",
+                             storage=f"sqlite:///{tmp_path}/default/optuna.db").trials
+    assert [t.state.name for t in done] == ["COMPLETE"] * 4
+    # 2 CPUs, 1 run per trial: trials 0 and 1 are one batch, asked before either was told
+    assert done[1].datetime_start < done[0].datetime_complete
+    assert done[2].datetime_start > done[1].datetime_complete
+    runs = disco.results.load("default", results_dir=tmp_path).collect()
+    assert runs.height == 4 and os.getpid() not in set(runs["pid"])  # the runs ran on Ray
