@@ -6,9 +6,10 @@ native CPU-seconds per second. A VCPU started where another VCPU ran last pays t
 (``context_switch_us``); if that one was another VM's, also a share of the cache re-warm after
 a migration (``vm_switch_rewarm``: the other VM's slice displaced part of its working set),
 unless it was just moved there (``VCPU.cold``: the move charged the full re-warm). So short
-time slices cost re-warms and long ones cost waiting: ``vcpu_wait_mean_ms``. One event is pending per running VCPU: the end of its current
-compute run (the guest blocks on I/O or idles) or of its work. Anything that changes the rate
-(a sibling descheduled, memory moving) closes the segment (``account``) and reschedules.
+time slices cost re-warms and long ones cost waiting: ``vcpu_wait_mean_ms``. One event is
+pending per running VCPU: the end of its current compute run (the guest blocks on I/O or
+idles) or of its work. Anything that changes the rate (a sibling descheduled, memory moving)
+closes the segment (``account``) and reschedules.
 
 Who runs where is the CPU scheduler's decision (``gang.py``); execution tells it when a
 running VCPU leaves its CPU, when a waiting one wakes, and when a killed VM frees CPUs, through

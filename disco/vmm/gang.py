@@ -23,8 +23,8 @@ only while some CPU of the gang has a VCPU waiting, so an unopposed gang costs n
 on its own timer (``policy.cpu_timer_phase``): a slice ends at the first tick of the CPU's timer,
 ``phase + k x slice``, at least half a slice after the slice began (so slices average one
 slice), late by up to ``slice_jitter`` of a slice (interrupt latency, with or without the
-phase), both drawn from the CPU's own stream. Without it, VCPUs of a VM started at one instant would stay phase-aligned and
-swap at the same instants: gang scheduling by accident.
+phase), both drawn from the CPU's own stream. Without it, VCPUs of a VM started at one
+instant would stay phase-aligned and swap at the same instants: gang scheduling by accident.
 
 When a VCPU starts waiting on a busy CPU (it woke up or arrived there: ``ensure_slice_on``; or
 its CPU just started something else: a dispatch after a preemption or a slice end) the idle

@@ -16,8 +16,9 @@ of the heavy half (``src``) and the lightest CPU of the light half (``dst``).
 - where ``src`` and ``dst`` are in different cells (``periodic_vm_moves``): move a *whole VM*
   with a VCPU on ``src`` that lies wholly in the heavy half's cells to the least loaded whole
   live cells of the light half (as many as it occupies), or swap it with a lighter VM wholly in
-  the light half that has a VCPU in ``dst``'s cell (again only where the move would overshoot). Its memory is copied first
-  (``vm_migration.py``), so its gain comes only after the copy.
+  the light half that has a VCPU in ``dst``'s cell (again only where the move would
+  overshoot). Its memory is copied first (``vm_migration.py``), so its gain comes only after
+  the copy.
 
 *Value* = what the move gains within a horizon - what it costs - the containment price:
 
