@@ -244,7 +244,55 @@ class PolicyConfig:
     periodic_period_ms: Annotated[float, Positive] = 100.0  # [A]
     periodic_threshold: Annotated[float, NonNegative] = 1.0  # [A] VCPUs of imbalance tolerated
     time_slice_ms: Annotated[float, Positive] = 10.0  # [A]
-    allow_cell_split: bool = True  # periodic balancer may move a VCPU to a cell its VM lacks
+    # -- scheduling that behaves like the paper (issue 17; each knob's old behaviour stated) --
+    # An idle CPU keeps looking: a CPU whose steal found nothing parks in its cell's set and is
+    # woken, nearest first, when a VCPU starts waiting on a busy CPU of its cell (it woke up,
+    # arrived, or its gang or slice was preempted). false: it steals only at the instant it
+    # goes idle (the old behaviour).
+    idle_rewake: bool = True
+    # A steal must pay [A]: the wait it saves the VCPU's gang (its waiting members x the time
+    # until its CPU yields) must exceed what the move costs beyond the VM-switch re-warm the
+    # VCPU pays anyway. false: any stealable VCPU is taken (the old behaviour).
+    idle_steal_costed: bool = True
+    # Gang scheduling off: each CPU's slice timer has its own phase (a per-CPU offset drawn
+    # from stream sched/timer/<cpu>) [A: independent per-CPU timers, as on hardware], and each
+    # slice ends late by up to slice_jitter x slice [A: interrupt latency, a tenth of a slice].
+    # Either alone de-synchronises siblings; false and 0: slices of siblings started together
+    # stay aligned (the old behaviour).
+    cpu_timer_phase: bool = True
+    slice_jitter: Annotated[float, Fraction] = 0.1
+    # A switch to a VCPU of another VM re-warms this share of the cache re-warm after a
+    # migration (cache_warmup_ms x (1 - cache_warmup_slowdown) x this) [A: a tenth, 0.4 ms:
+    # another VM's slice displaces part of the 4 MB L2; guest working sets are mostly smaller
+    # than it]. 0: a switch costs only context_switch_us (the old behaviour).
+    vm_switch_rewarm: Annotated[float, Fraction] = 0.1
+    # -- the periodic balancer (periodic_balancer.py) --------------------------------------
+    # Load is each VCPU's exponential average of being waiting or running at the ticks, with
+    # this time constant [A: five periods, so no single tick decides]; 0: the snapshot at the
+    # tick (the old behaviour).
+    periodic_smoothing_ms: Annotated[float, NonNegative] = 500.0
+    # A move is made only if what it gains within a horizon exceeds what it costs (migration
+    # and cache re-warm). A VCPU move among the cells its VM already uses: this horizon [A:
+    # about the smoothing time: the balancer predicts no further than it averages]; null:
+    # costs and prices ignored, any move that evens the load is made (the old behaviour).
+    periodic_horizon_s: Annotated[float | None, NonNegative] = 0.5
+    # A move across cells (a whole VM, whose memory copy delays the gain, or a split, which
+    # lasts until something undoes it): this horizon [A: the paper's workloads run tens of
+    # seconds; a 5-20 s copy can only pay within such a horizon].
+    periodic_vm_horizon_s: Annotated[float, NonNegative] = 10.0
+    periodic_swaps: bool = True  # may swap two VCPUs (across cells: two whole VMs); false: old
+    # Across cells, move or swap whole VMs (all their VCPUs, their memory copied:
+    # vm_migration.py's cost model); false: across cells only single VCPUs move (the old way).
+    periodic_vm_moves: bool = True
+    # Containment has a price: a move that makes a VM depend on one more cell must gain this
+    # many CPUs for as long as the extra dependency lasts (a split: the cross-cell horizon; a
+    # whole VM: its copy, during which it is in transit) [A: half a CPU, so only a clear gain
+    # trades containment away]. 0: containment is free (the old behaviour, with
+    # periodic_vm_moves=false).
+    containment_price: Annotated[float, NonNegative] = 0.5
+    # The periodic balancer may split a VM (move a VCPU to a cell the VM does not use), and
+    # then only as the exception: when no move or swap that keeps every VM in its cells pays.
+    allow_cell_split: bool = True
     overcommit_vcpus: bool = True  # machine may hold more VCPUs than CPUs
     rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip (gang preemption)
     # [A] monitor switch between VCPUs on one CPU
@@ -360,12 +408,16 @@ class FaultsConfig:
     scheduled: list[ScheduledFault] = field(default_factory=list)
     evacuate: list[EvacuateCell] = field(default_factory=list)
     # Dependent VMs: "early" kills all at once; "lazy" lets a VM whose only tie to the failed
-    # cell is memory run until it touches a bad line (exponential, touch_rate_per_s per VM).
+    # cell is memory run until it touches a lost line: the first touch comes at an exponential
+    # time of rate touch_rate_per_s x its workload's memory_intensity x the share of its
+    # resident memory that was lost, and a VM that finishes first survives.
     kill_policy: str = "early"
-    touch_rate_per_s: Annotated[float, NonNegative] = 10.0  # [A]
-    # Monitor data of a VCPU that moved across cells follows it after this delay; null: never
-    # (the VM depends on every cell its VCPUs visited until it is migrated whole).
-    data_follow_s: Annotated[float | None, NonNegative] = None
+    # [A] first-touch rate of a VM of memory intensity 1 whose memory was all lost
+    touch_rate_per_s: Annotated[float, NonNegative] = 10.0
+    # Monitor data of a VCPU that moved across cells follows it after this delay [A: the
+    # monitor copies it in the background, within a second]; null: never (the VM depends on
+    # every cell its VCPUs visited until it is migrated whole: the old behaviour).
+    data_follow_s: Annotated[float | None, NonNegative] = 1.0
     restart_lost: bool = False  # restart lost VMs (from scratch) on surviving cells
     # [A] guest reboot before a restarted VM runs
     restart_delay_s: Annotated[float, NonNegative] = 0.0
@@ -396,6 +448,10 @@ class FaultsConfig:
     migration_mb_per_s: Annotated[float, Positive] = 50.0
     io_state_mb: Annotated[float, NonNegative] = 16.0
     migration_switch_ms: Annotated[float, NonNegative] = 50.0
+    # During the copy the VM also depends on its destination cells (a fault there kills it).
+    # false [A]: pre-copy; the source holds the VM's whole state until the switch, so a fault
+    # on a destination only aborts the copy (the VM stays where it was). true: the old rule.
+    migration_copy_dependency: bool = False
 
 
 @dataclass(slots=True)

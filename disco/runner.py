@@ -134,19 +134,22 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     guest = GuestMemory(loop, frames, cpus, state.vms)
     remote = RemoteAccessCost(machine, cpus, guest.records, state.vms, p.memory_stall_fraction)
 
-    # CPUs: execution, the scheduler and the balancers.
-    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
-                          gang=policy.gang, spin_penalty=policy.spin_penalty)
-    factory = VMFactory(streams, state, policy)
+    # CPUs: execution, the scheduler and the balancers. A cache re-warm after a move costs
+    # warmup_s; a switch to another VM's VCPU re-warms vm_switch_rewarm of it.
     warmup_s = p.cache_warmup_ms * 1e-3 * (1.0 - p.cache_warmup_slowdown)
+    rewarm_s = warmup_s * p.vm_switch_rewarm
+    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
+                          gang=policy.gang, spin_penalty=policy.spin_penalty, rewarm_s=rewarm_s)
+    factory = VMFactory(streams, state, policy)
     migrator = VcpuMigrator(machine, state, bus, p.migration_node_us * 1e-6,
                             p.migration_cell_us * 1e-6, p.migration_remote_us * 1e-6, warmup_s)
-    idle = IdleBalancer(machine, cpus, migrator, gang=policy.gang)
+    idle = IdleBalancer(loop, machine, cpus, migrator, gang=policy.gang, rewake=p.idle_rewake,
+                        costed=p.idle_steal_costed, rewarm_s=rewarm_s)
+    # Gang off: every CPU's own slice timer (phase and jitter from sched/timer/<cpu>).
     gang = GangScheduler(loop, cpus, execution, idle if p.idle_balancer else None,
-                         gang=policy.gang, slice_s=p.time_slice_ms * 1e-3, rpc_s=p.rpc_us * 1e-6)
+                         gang=policy.gang, slice_s=p.time_slice_ms * 1e-3, rpc_s=p.rpc_us * 1e-6,
+                         streams=streams, phased=p.cpu_timer_phase, slice_jitter=p.slice_jitter)
     execution.connect(gang)
-    periodic = PeriodicBalancer(loop, machine, state, migrator, gang, p.periodic_period_ms * 1e-3,
-                                p.periodic_threshold, p.allow_cell_split, policy.cross_cell_moves)
     placement = Placement(loop, machine, state, bus, gang, execution)
 
     # Memory: borrowing, NUMA copies, paging, the allocator over them, the guest's behaviour.
@@ -170,6 +173,9 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
                         containment, lifecycle, execution, factory, placement)
     vm_migration = VMMigrator(loop, machine, state, bus, f, policy.cross_cell_moves,
                               containment, lifecycle, gang, migrator)
+    # The periodic balancer moves VCPUs, and whole VMs across cells (their memory copied).
+    periodic = PeriodicBalancer(loop, machine, state, migrator, gang, vm_migration, p,
+                                policy.cross_cell_moves)
     cpu_report = CpuReport(loop, machine, state, acct, execution, cfg.sim.sample_interval_s)
 
     # Who follows VMs and cells, in this order: memory first (a VM's memory exists before
@@ -183,11 +189,12 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     bus.on_vm_exited(recovery.on_vm_exited)
     bus.on_vm_migrated(memory.on_vm_migrated)
     # A cell's failure: its frames are lost to their VMs, then its loans are cancelled, then
-    # it closes (all its frames free and its own by then). A repair: its memory first, then
-    # the arrivals that waited for it.
+    # it closes (all its frames free and its own by then), then copies to it are abandoned.
+    # A repair: its memory first, then the arrivals that waited for it.
     bus.on_cell_failed(memory.on_cell_failed)
     bus.on_cell_failed(borrowing.on_cell_failed)
     bus.on_cell_failed(frames.on_cell_failed)
+    bus.on_cell_failed(vm_migration.on_cell_failed)  # a copy to the cell is lost with it
     bus.on_cell_repaired(frames.on_cell_repaired)
     bus.on_cell_repaired(placement.on_cell_repaired)
 

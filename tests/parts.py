@@ -116,3 +116,8 @@ class Footprint:
 
     def memory_cells(self, vm: VM) -> set[int]:
         return set(vm.home_cells) | self.extra.get(vm.id, set())
+
+    def lost_share(self, vm: VM, cells: list[int]) -> float:
+        """The share of its memory cells among ``cells`` (memory spread evenly)."""
+        mem = self.memory_cells(vm)
+        return sum(1 for c in cells if c in mem) / len(mem) if mem else 0.0

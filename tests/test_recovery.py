@@ -8,7 +8,7 @@ import math
 
 import pytest
 from conftest import merge, small_config
-from parts import Footprint, world
+from parts import BUSY, Footprint, world
 
 from disco import SimConfig, simulate
 from disco.config import FaultsConfig
@@ -119,6 +119,21 @@ def test_smp_os_loses_every_job_to_any_fault_and_reboots():
     assert min(restarted) >= 3.0
 
 
+def test_vms_lost_counts_each_original_once_and_the_restarted_copies_apart():
+    """Two SMP faults 4.5 s apart: the first kills the 4 VMs, their copies restart after the
+    reboot and the second kills the copies. Each original is lost once (before issue 17 the
+    copies counted again: 8 "lost" of 4 VMs, so more restarts looked like more loss)."""
+    cfg = _two_faults(5.5)
+    cfg.policy.name = "smp_os"
+    cfg.faults.smp_reboot_s = 2.0
+    cfg.faults.restart_lost = True
+    cfg.sim.duration_s = 14.0
+    m = simulate(cfg).metrics
+    assert m["vms_restarted"] == 8 and m["vms_completed"] == 4
+    assert m["vms_lost"] == 4 and m["vms_lost_restarted"] == 4
+    assert m["vms_lost_per_fault"] == 4.0 and m["running_vms_lost_share"] == 1.0
+
+
 def test_lost_vms_restart_on_surviving_cells():
     cfg = _two_faults(5.5)
     cfg.faults.scheduled = cfg.faults.scheduled[:1]
@@ -190,23 +205,45 @@ def test_fault_metrics_are_deterministic():
     assert repr(a.metrics) == repr(b.metrics) and a.tables == b.tables
 
 
-def test_a_vm_depends_on_both_cells_while_its_memory_is_copied():
-    for fail_cell in (1, 0):  # the source being evacuated, then the destination
-        cfg = _evacuation(True)
-        cfg.faults.migration_mb_per_s = 20.0  # ~14 s copy
-        cfg.faults.scheduled[0].cell = fail_cell
-        cfg.faults.scheduled[0].at_s = 3.0
-        mon = build(cfg)
-        moving = {}
-        mon.loop.at(2.9, moving.update, mon.vm_migration.in_flight)
-        mon.run()
-        m = mon.metrics()
-        assert len(moving) == 1
-        (vm_id, dest), = moving.items()
-        if fail_cell == 0:
-            assert dest == (0,)
-        assert mon.vms[vm_id].status == "lost"
-        assert m["faults_contained"] == 1 and m["vms_migrated"] == 0
+def _copy_hit(fail_cell: int, copy_dependency: bool):
+    """Evacuating cell 1 copies its VM (~14 s at 20 MB/s) to cell 0 of the 4; a fault on
+    ``fail_cell`` (1: the source, 0: the destination) strikes during the copy."""
+    cfg = _evacuation(True)
+    cfg.faults.migration_mb_per_s = 20.0
+    cfg.faults.migration_copy_dependency = copy_dependency
+    cfg.faults.scheduled[0].cell = fail_cell
+    cfg.faults.scheduled[0].at_s = 3.0
+    mon = build(cfg)
+    moving = {}
+    mon.loop.at(2.9, moving.update, mon.vm_migration.in_flight)
+    mon.run()
+    assert len(moving) == 1
+    (vm_id, dest), = moving.items()
+    return mon, mon.metrics(), mon.vms[vm_id], dest
+
+
+def test_a_fault_on_the_copy_source_kills_the_moving_vm():
+    for copy_dependency in (False, True):
+        mon, m, vm, _ = _copy_hit(1, copy_dependency)
+        assert vm.status == "lost" and m["vms_migrated"] == 0
+        assert m["faults_contained"] == 1  # it lived in the failed cell
+
+
+def test_a_fault_on_the_copy_destination_only_aborts_the_copy():
+    """Pre-copy (the default): the source holds the VM's whole state until the switch."""
+    mon, m, vm, dest = _copy_hit(0, copy_dependency=False)
+    assert dest == (0,)
+    # It finished where it was (its copy, abandoned, would have ended after it); only the VM
+    # that lived in cell 0 died.
+    assert vm.status == "done" and vm.home_cells != (0,)
+    assert m["vms_migrated"] == 0 and m["vms_lost"] == 1 and m["faults_contained"] == 1
+
+
+def test_with_copy_dependency_a_vm_depends_on_both_cells_while_its_memory_is_copied():
+    mon, m, vm, dest = _copy_hit(0, copy_dependency=True)
+    assert dest == (0,) and vm.status == "lost" and m["vms_migrated"] == 0
+    # it died of a fault in a cell it was only copying to: the fault left its cells
+    assert m["faults_contained"] == 0 and m["faults_effective_hardware"] == 1
 
 
 def test_monitor_data_left_behind_follows_after_data_follow_s():
@@ -325,17 +362,20 @@ def test_an_evacuated_cell_returns_to_service_after_its_replacement():
 
 # -- recovery alone, on a few CPUs and VMs by hand ---------------------------------------------
 
-def _two_cells(kill_policy="early", touch_rate_per_s=10.0):
+def _two_cells(kill_policy="early", touch_rate_per_s=10.0, share=None):
     """Two cells of one node of three CPUs. VM a runs in cell 0; VM b in cell 1; VM c runs in
-    cell 0 but holds memory on cell 1 (a stand-in footprint)."""
+    cell 0 but holds memory on cell 1 (a stand-in footprint: half of it there, or ``share``)."""
     w = world(nodes=2, cpus_per_node=3, nodes_per_cell=1)
     gang = w.gang()
     placement = Placement(w.loop, w.machine, w.state, w.bus, gang, w.execution)
     lifecycle = CellLifecycle(w.loop, w.machine, w.state, w.acct, gang, w.bus)
     a = w.queue(w.vm(2, work_s=3.0), [0, 1])
     b = w.queue(w.vm(2, work_s=3.0), [3, 4])
-    c = w.queue(w.vm(1, work_s=3.0), [2])
-    rule = Containment(w.loop, w.state, Footprint({c.id: {1}}), data_follow_s=None)
+    c = w.queue(w.vm(1, work_s=3.0, profile=dataclasses.replace(BUSY, memory_intensity=1.0)), [2])
+    footprint = Footprint({c.id: {1}})
+    if share is not None:
+        footprint.lost_share = lambda vm, cells: share  # type: ignore[method-assign]
+    rule = Containment(w.loop, w.state, footprint, data_follow_s=None)
     f = FaultsConfig(kill_policy=kill_policy, touch_rate_per_s=touch_rate_per_s)
     recovery = Recovery(w.loop, RandomStreams(0), w.machine, w.state, f, 1, True, rule,
                         lifecycle, w.execution, w.factory, placement)
@@ -358,14 +398,30 @@ def test_recovery_alone_kills_exactly_the_dependents_after_its_machine_wide_part
     assert (a.status, b.status, c.status) == ("done", "lost", "lost")
     assert [cpu.online for cpu in w.cpus] == [True] * 3 + [False] * 3
     expected = recovery.cost.machine_wide_s("node", 1) + 2 * recovery.f.terminate_ms_per_vm * 1e-3
-    assert rec.recovery_ms == pytest.approx(expected * 1e3) and recovery.contained(rec)
+    assert rec.recovery_ms == pytest.approx(expected * 1e3) and recovery.rule_kept(rec)
+    assert not recovery.contained(rec)  # c lived in cell 0 and died of its memory on cell 1
 
 
 def test_recovery_alone_lazily_spares_a_memory_only_dependent_that_never_touches_bad_memory():
     w, recovery, lifecycle, (a, b, c) = _two_cells("lazy", touch_rate_per_s=1e-9)
     w.loop.run(until=5.0)
     assert (a.status, b.status, c.status) == ("done", "lost", "done")
-    assert recovery.contained(recovery.records[0])
+    assert recovery.rule_kept(recovery.records[0]) and recovery.contained(recovery.records[0])
+
+
+def test_recovery_alone_a_lazy_touch_comes_sooner_the_more_memory_was_lost():
+    """c's first touch is exponential with rate touch_rate x memory_intensity x lost share:
+    with half its memory on the failed cell it lives twice as long as with all of it."""
+    times = {}
+    for share in (0.5, 1.0):
+        w, recovery, _, (a, b, c) = _two_cells("lazy", touch_rate_per_s=20.0, share=share)
+        assert recovery.lost_share[c.id] == share
+        w.loop.run(until=5.0)
+        assert c.status == "lost"
+        times[share] = c.finish_s - recovery.records[0].fault.time_s
+    # the same stream, so the same draw, scaled by the rate
+    wide = recovery.cost.machine_wide_s("node", 1)
+    assert (times[0.5] - wide) == pytest.approx(2 * (times[1.0] - wide), rel=1e-6)
 
 
 def test_recovery_cost_grows_with_memory_per_node_and_rounds_with_live_cells():

@@ -4,7 +4,7 @@ import pytest
 from parts import world
 
 from disco.hardware import OTHER_CELL, SAME_CELL, SAME_NODE
-from disco.vmm.state import BLOCKED
+from disco.vmm.state import BLOCKED, RUNNING
 
 
 def test_a_move_costs_by_distance_same_node_least_other_cell_most():
@@ -44,9 +44,14 @@ def test_a_blocked_vcpu_is_carried_with_its_vm_without_counting_as_load():
     assert ("vcpu_moved", vm.id, 0, 3) in w.events
 
 
-def test_only_a_waiting_vcpu_is_migrated():
+def test_a_running_vcpu_is_never_migrated_a_blocked_one_moves_without_counting_as_load():
     w = world()
+    migrator = w.migrator()
     v = w.queue(w.vm(1), [0]).vcpus[0]
     v.state = BLOCKED
+    w.cpus[0].waiting = w.cpus[0].load = v.vm.runnable = 0
+    migrator.migrate(v, w.cpus[1])  # the periodic balancer may move a blocked VCPU
+    assert v.cpu == 1 and w.cpus[1].load == 0 and migrator.moves_node == 1 and v.cold
+    v.state = RUNNING
     with pytest.raises(AssertionError):
-        w.migrator().migrate(v, w.cpus[1])
+        migrator.migrate(v, w.cpus[0])

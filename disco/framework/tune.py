@@ -37,11 +37,15 @@ PROBE_S = 0.1  # simulated seconds of the in-memory run that lists a task's metr
 
 def _lost_per_fault(row: dict[str, Any]) -> float | None:
     hit = (row.get("faults_injected") or 0) - (row.get("faults_ignored") or 0)
-    return row["vms_lost"] / hit if hit > 0 and row.get("vms_lost") is not None else None
+    if hit <= 0 or row.get("vms_lost") is None:
+        return None
+    return (row["vms_lost"] + (row.get("vms_lost_restarted") or 0)) / hit
 
 
-# Metrics a trial can optimise beyond the task's own: name -> (the metrics it needs, value).
-# vms_lost_per_fault is analysis/sensitivity.py's: VMs lost per fault that hit a live part.
+# Metrics a trial can optimise beyond the task's own: name -> (the metrics it needs, value),
+# used when the task does not report it itself (the simulator reports vms_lost_per_fault).
+# vms_lost_per_fault is analysis/sensitivity.py's: VMs lost (restarted copies included) per
+# fault that hit a live part.
 DERIVED = {"vms_lost_per_fault": (("vms_lost", "faults_injected", "faults_ignored"),
                                   _lost_per_fault)}
 

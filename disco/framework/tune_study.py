@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def metric_value(name: str, row: dict[str, Any]) -> float | None:
     derived = DERIVED.get(name)
-    value = derived[1](row) if derived else row.get(name)
+    value = derived[1](row) if derived and name not in row else row.get(name)
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None

@@ -3,9 +3,13 @@
 A running VM depends on a cell if it has a VCPU queued there (``vm.cell_vcpus``), memory
 there (its own or borrowed: the ``MemoryFootprint``, ``guest_memory.py``), or its monitor data
 there: the home cells always, and a cell a VCPU left for another cell until the data follows
-(``faults.data_follow_s``; null: never, so the VM depends on every cell its VCPUs visited). A
-whole-VM migration (``vm_migration.py``) moves everything: while its memory is copied the VM
-depends on the destination too, and afterwards only on the new cells.
+(``faults.data_follow_s``, 1 s [A]; null: never, so the VM depends on every cell its VCPUs
+visited). A whole-VM migration (``vm_migration.py``) moves everything: while its memory is
+copied the VM depends only on its source (a pre-copy; with ``faults.migration_copy_dependency``
+on the destination too), and afterwards only on the new cells.
+
+A VM tied to a failed cell by memory alone may die lazily (``recovery.py``): how soon it touches
+a lost line depends on the share of its memory that was there (``lost_share``).
 
 Recovery applies the rule at the instant of a fault and again once the machine-wide part of
 recovery is over (``recovery.py``).
@@ -22,6 +26,10 @@ from disco.vmm.state import CPU, INF, VCPU, VM, MonitorState
 class MemoryFootprint(Protocol):
     def memory_cells(self, vm: VM) -> set[int]:
         """Cells holding ``vm``'s memory (its own or borrowed), and its home cells."""
+        ...
+
+    def lost_share(self, vm: VM, cells: list[int]) -> float:
+        """The share of ``vm``'s resident memory (with its shared region) on ``cells``."""
         ...
 
 
@@ -83,6 +91,10 @@ class Containment:
         if any(c in mem for c in cells):
             return "memory"
         return None
+
+    def lost_share(self, vm: VM, cells: list[int]) -> float:
+        """The share of ``vm``'s memory on ``cells`` (asked before their memory is gone)."""
+        return self.memory.lost_share(vm, cells)
 
     def dependents(self, cells: list[int]) -> list[VM]:
         """Running VMs that depend on any of ``cells``, by id (O(VMs): recovery only)."""

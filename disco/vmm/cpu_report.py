@@ -71,6 +71,9 @@ class CpuReport:
             "vm_runtime_mean_s": sum(runtimes) / len(runtimes) if runtimes else nan,
             "vm_runtime_max_s": max(runtimes) if runtimes else nan,
             "makespan_s": max(vm.finish_s for vm in done) if len(done) == len(vms) else now,
+            # What a dispatch waited, the other side of long time slices (responsiveness).
+            "vcpu_wait_mean_ms": (self.execution.wait_total / self.execution.dispatches * 1e3
+                                  if self.execution.dispatches else 0.0),
             "vms_total": len(vms),
             "vms_completed": len(done),
             # native CPU-seconds of guest work done (the same demand, per unit of which

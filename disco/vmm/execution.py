@@ -2,9 +2,14 @@
 
 A running VCPU advances in *segments*: from ``seg_start`` it first burns its ``debt`` (monitor
 overhead: switch, migration, cache re-warming, disk waits) and then makes progress at ``rate``
-native CPU-seconds per second. One event is pending per running VCPU: the end of its current
-compute run (the guest blocks on I/O or idles) or of its work. Anything that changes the rate
-(a sibling descheduled, memory moving) closes the segment (``account``) and reschedules.
+native CPU-seconds per second. A VCPU started where another VCPU ran last pays the switch
+(``context_switch_us``); if that one was another VM's, also a share of the cache re-warm after
+a migration (``vm_switch_rewarm``: the other VM's slice displaced part of its working set),
+unless it was just moved there (``VCPU.cold``: the move charged the full re-warm). So short
+time slices cost re-warms and long ones cost waiting: ``vcpu_wait_mean_ms``. One event is
+pending per running VCPU: the end of its current compute run (the guest blocks on I/O or
+idles) or of its work. Anything that changes the rate (a sibling descheduled, memory moving)
+closes the segment (``account``) and reschedules.
 
 Who runs where is the CPU scheduler's decision (``gang.py``); execution tells it when a
 running VCPU leaves its CPU, when a waiting one wakes, and when a killed VM frees CPUs, through
@@ -75,7 +80,7 @@ class CpuScheduler:
 class Execution:
     def __init__(self, loop: EventLoop, state: MonitorState, acct: CpuAccounts, bus: Bus,
                  rate: ProgressRate, switch_cost_s: float, gang: bool,
-                 spin_penalty: bool) -> None:
+                 spin_penalty: bool, rewarm_s: float = 0.0) -> None:
         self.loop = loop
         self.state = state
         self.cpus = state.cpus
@@ -83,6 +88,10 @@ class Execution:
         self.bus = bus
         self.rate = rate
         self.switch_cost = switch_cost_s  # a VCPU switched in pays it (cpu.last is another)
+        # ... and this too if the last VCPU there was another VM's: its lines displaced ours
+        self.rewarm = rewarm_s
+        self.wait_total = 0.0  # time VCPUs waited RUNNABLE before each start (dispatch wait)
+        self.dispatches = 0
         self.gang_on = gang
         self.spin_penalty = spin_penalty
         self.scheduler = CpuScheduler()  # the real one is connected by runner.build
@@ -102,13 +111,21 @@ class Execution:
         now = self.loop.now
         self.acct.idle[cpu.cell] += now - cpu.idle_since
         cpu.current = v
-        if cpu.last is not v:
+        last = cpu.last
+        if last is not v:
             extra_debt += self.switch_cost
+            # Another VM ran here since: re-warm the share of the cache it displaced, unless
+            # v was just moved (its move charged the full re-warm).
+            if last is not None and last.vm is not v.vm and not v.cold:
+                extra_debt += self.rewarm
             cpu.last = v
         if v.stall_until > now:  # a memory wait that began off the CPU: what is left of it
             extra_debt += v.stall_until - now
             v.stall_until = 0.0
+        v.cold = False
         v.debt += extra_debt
+        self.wait_total += now - v.wait_since
+        self.dispatches += 1
         v.state = RUNNING
         cpu.waiting -= 1
         vm = v.vm

@@ -19,14 +19,23 @@ A gang keeps its CPUs for a time slice (``policy.time_slice_ms``); the slice-end
 only while some CPU of the gang has a VCPU waiting, so an unopposed gang costs no events.
 
 ``policy.gang = false`` schedules each VCPU on its own and lets siblings spin
-(``spin_sensitivity``), which is the waste gang scheduling prevents.
+(``spin_sensitivity``), which is the waste gang scheduling prevents. Each CPU's slice then runs
+on its own timer (``policy.cpu_timer_phase``): a slice ends at the first tick of the CPU's timer,
+``phase + k x slice``, at least half a slice after the slice began (so slices average one
+slice), late by up to ``slice_jitter`` of a slice (interrupt latency, with or without the
+phase), both drawn from the CPU's own stream. Without it, VCPUs of a VM started at one
+instant would stay phase-aligned and swap at the same instants: gang scheduling by accident.
+
+When a VCPU starts waiting on a busy CPU (it woke up or arrived there: ``ensure_slice_on``; or
+its CPU just started something else: a dispatch after a preemption or a slice end) the idle
+balancer is offered it: a parked idle CPU of the cell may come and steal it.
 """
 
 from __future__ import annotations
 
 import math
 
-from disco.engine import EventLoop
+from disco.engine import EventLoop, RandomStreams
 from disco.vmm.execution import CpuScheduler, Execution
 from disco.vmm.idle_balancer import IdleBalancer
 from disco.vmm.reporting import Report
@@ -38,15 +47,28 @@ class GangScheduler(CpuScheduler):
     nothing it can run (None: switched off)."""
 
     def __init__(self, loop: EventLoop, cpus: list[CPU], execution: Execution,
-                 idle: IdleBalancer | None, gang: bool, slice_s: float, rpc_s: float) -> None:
+                 idle: IdleBalancer | None, gang: bool, slice_s: float, rpc_s: float,
+                 streams: RandomStreams | None = None, phased: bool = False,
+                 slice_jitter: float = 0.0) -> None:
         self.loop = loop
         self.cpus = cpus
         self.execution = execution
         self.idle = idle
+        self.rewake = idle is not None and idle.rewake
         self.gang = gang
         self.slice = slice_s
         self.rpc = rpc_s
         self.preemptions = 0
+        # Gang off: every CPU's own timer, from stream sched/timer/<cpu> (its own stream, so
+        # switching timers on shifts no other draw): a phase (``phased``) and a jitter.
+        self.phased = not gang and phased and streams is not None
+        self.jitter = slice_jitter * slice_s if not gang and streams is not None else 0.0
+        if self.phased or self.jitter > 0.0:
+            assert streams is not None
+            for cpu in cpus:
+                cpu.rng = streams.get(f"sched/timer/{cpu.index}")
+                if self.phased:
+                    cpu.phase = cpu.uniform() * slice_s
 
     def report(self, out: Report) -> None:
         out.metrics["gang_preemptions"] = self.preemptions
@@ -82,6 +104,27 @@ class GangScheduler(CpuScheduler):
                     self.try_dispatch(stolen.vm, cpu)
                 else:
                     self.run_alone(stolen, cpu)
+            idle.park(cpu)  # if still free: woken when work appears in its cell
+
+    def offer(self, v: VCPU) -> None:
+        """``v`` now waits on a busy CPU: a parked idle CPU of its cell may steal it."""
+        if self.rewake:
+            idle = self.idle
+            assert idle is not None
+            cpu = idle.offer(v)
+            if cpu is not None:
+                self.kick(cpu)
+
+    def offer_waiters(self, cpu: CPU) -> None:
+        """``cpu`` just started running something: whatever waits in its queue now waits on a
+        busy CPU (a preempted or descheduled VCPU, one that lost the choice), and a parked CPU
+        of its cell may steal it. Nothing is looked at unless a CPU of the cell is parked."""
+        idle = self.idle
+        if not cpu.waiting or idle is None or not idle.parked[cpu.cell]:
+            return
+        for w in cpu.queue:
+            if w.state == RUNNABLE:
+                self.offer(w)
 
     # -- gang dispatch ----------------------------------------------------------------
     def try_dispatch(self, vm: VM, exempt: CPU) -> bool:
@@ -109,6 +152,9 @@ class GangScheduler(CpuScheduler):
             if cpus[u.cpu].waiting:
                 self.ensure_slice(vm)
                 break
+        if self.rewake:
+            for u in members:
+                self.offer_waiters(cpus[u.cpu])
         for cpu in freed:
             self.kick(cpu)
         return True
@@ -161,6 +207,7 @@ class GangScheduler(CpuScheduler):
                 self.kick(cpu)
             else:
                 self.ensure_cpu_slice(cpu)
+                self.offer(v)
             return
         if vm.running:
             # The gang is on: its newly non-idle member must run with it, so it takes its CPU.
@@ -172,15 +219,14 @@ class GangScheduler(CpuScheduler):
             self.execution.start(v, cpu, self.rpc if cur is not None else 0.0)
             if cpu.waiting:
                 self.ensure_slice(vm)
+                if self.rewake:
+                    self.offer_waiters(cpu)
             for c in freed:
                 self.kick(c)
             return
         if vm.wait_since == INF:
             vm.wait_since = self.loop.now
-        if cpu.current is None:
-            self.kick(cpu)
-        else:
-            self.ensure_slice_on(cpu)
+        self.ensure_slice_on(cpu, v)
 
     def vcpu_left(self, v: VCPU, cpu: CPU) -> None:
         """A running VCPU blocked, idled, finished or was lost: its CPU is free."""
@@ -231,15 +277,19 @@ class GangScheduler(CpuScheduler):
                 freed.append(self.execution.stop(v, RUNNABLE))
         return freed
 
-    def ensure_slice_on(self, cpu: CPU) -> None:
-        """A VCPU now waits on a busy CPU: make sure whatever runs there will yield."""
+    def ensure_slice_on(self, cpu: CPU, v: VCPU | None = None) -> None:
+        """A VCPU (``v``, if given) now waits on ``cpu``: if it is busy, make sure whatever
+        runs there will yield, and offer ``v`` to the idle CPUs of the cell."""
         cur = cpu.current
         if cur is None:
             self.kick(cpu)
-        elif self.gang:
+            return
+        if self.gang:
             self.ensure_slice(cur.vm)
         else:
             self.ensure_cpu_slice(cpu)
+        if v is not None:
+            self.offer(v)
 
     # -- gang scheduling off: each VCPU alone ----------------------------------------
     def run_alone(self, v: VCPU, cpu: CPU) -> None:
@@ -247,14 +297,27 @@ class GangScheduler(CpuScheduler):
         cpu.slice_start = self.loop.now
         if cpu.waiting:
             self.ensure_cpu_slice(cpu)
+            if self.rewake:
+                self.offer_waiters(cpu)
 
     def ensure_cpu_slice(self, cpu: CPU) -> None:
         if cpu.slice_event is not None or cpu.current is None:
             return
         now = self.loop.now
-        end = cpu.slice_start + self.slice
-        if end < now:
-            end = cpu.slice_start + self.slice * math.ceil((now - cpu.slice_start) / self.slice)
+        sl = self.slice
+        if self.phased:
+            # The CPU's own timer ticks at phase + k x slice: the slice ends at the first tick
+            # at least half a slice after it began (a mean of one slice), plus jitter.
+            t = cpu.slice_start + 0.5 * sl
+            if t < now:
+                t = now
+            end = cpu.phase + sl * math.ceil((t - cpu.phase) / sl)
+        else:
+            end = cpu.slice_start + sl
+            if end < now:
+                end = cpu.slice_start + sl * math.ceil((now - cpu.slice_start) / sl)
+        if self.jitter > 0.0:
+            end += self.jitter * cpu.uniform()
         cpu.slice_event = self.loop.at(max(end, now), self._cpu_slice_end, cpu)
 
     def _cpu_slice_end(self, cpu: CPU) -> None:

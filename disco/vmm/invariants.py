@@ -4,7 +4,8 @@ It states what must always hold, whatever the mechanisms did: no CPU runs two VC
 VCPU runs on two CPUs; a VM's VCPUs sit on distinct CPUs; with gang scheduling, a VM that runs
 has every non-idle VCPU running; the counters the hot path keeps incrementally (waiting, load)
 equal a recount (the load tree is rebuilt from them at each balancer tick); CPU time adds up
-to CPUs x time. O(CPUs + VCPUs) per event: a debugging and testing aid, never on in sweeps.
+to CPUs x time; every fault killed exactly the VMs the containment rule names (``rule_kept``).
+O(CPUs + VCPUs + faults) per event: a debugging and testing aid, never on in sweeps.
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ class InvariantChecker:
         for cpu in st.cpus:
             if not cpu.online and cpu.current is not None:
                 self.fail(f"offline cpu {cpu.index} runs {cpu.current.vm.name}")
-        if self.recovery.episode is not None or life.paused_at is not None:
+        rec = self.recovery
+        for r in rec.records:
+            if not rec.rule_kept(r):
+                self.fail(f"the {r.fault.type} fault at {r.fault.time_s:.6f} s killed "
+                          f"{sorted(r.lost)}, its dependents are {sorted(r.dependent)}")
+        if rec.episode is not None or life.paused_at is not None:
             return
         failed = [c for c, state in enumerate(life.cell_state) if state == "failed"]
         for vm in st.vms:

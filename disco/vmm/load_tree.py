@@ -1,12 +1,13 @@
 """The periodic balancer's load tree (PAPER.md, CPU management).
 
 A binary tree over the CPUs in machine order, so subtrees line up with nodes and cells. Each
-tree node holds the load (non-idle VCPUs) summed below it; finding the heaviest or lightest CPU
-under a tree node walks down one path, so the balancer never scans all CPUs to decide a move.
+tree node holds the CPUs ``[lo, hi)`` under it (``size``: how many of them are live) and their
+load summed (the VCPUs' smoothed loads, ``periodic_balancer.py``); finding the heaviest or
+lightest CPU under a tree node walks down one path, so the balancer never scans all CPUs to
+decide a move.
 
-Only the periodic balancer reads the sums, once per period, while loads change at nearly every
-event. So the hot path keeps just each CPU's own count (``CPU.load``) and the balancer rebuilds
-the sums at the start of its tick (``refresh``, O(CPUs), no more than the walk that follows),
+Only the periodic balancer reads the sums, once per period, so it rebuilds them from the CPUs'
+loads at the start of its tick (``refresh``, O(CPUs), no more than the walk that follows),
 then patches the two CPUs of each move it makes (``set_load``, O(log CPUs)).
 """
 
@@ -14,15 +15,16 @@ from __future__ import annotations
 
 
 class LoadTree:
-    __slots__ = ("left", "right", "lo", "size", "parent", "sum", "leaf_of", "internal")
+    __slots__ = ("left", "right", "lo", "hi", "size", "parent", "sum", "leaf_of", "internal")
 
     def __init__(self, n_cpus: int) -> None:
         self.left: list[int] = []
         self.right: list[int] = []
         self.lo: list[int] = []
+        self.hi: list[int] = []
         self.size: list[int] = []
         self.parent: list[int] = []
-        self.sum: list[int] = []
+        self.sum: list[float] = []
         self.leaf_of = [0] * n_cpus
         self._build(0, n_cpus, -1)
         # Internal nodes in breadth-first order: the balancer walks from the root down.
@@ -38,9 +40,10 @@ class LoadTree:
         self.left.append(-1)
         self.right.append(-1)
         self.lo.append(lo)
+        self.hi.append(hi)
         self.size.append(hi - lo)
         self.parent.append(parent)
-        self.sum.append(0)
+        self.sum.append(0.0)
         if hi - lo == 1:
             self.leaf_of[lo] = node
         else:
@@ -49,7 +52,7 @@ class LoadTree:
             self.right[node] = self._build(mid, hi, node)
         return node
 
-    def refresh(self, loads: list[int]) -> None:
+    def refresh(self, loads: list[float]) -> None:
         """Recompute every sum from the CPUs' loads (children before parents)."""
         s, left, right = self.sum, self.left, self.right
         for cpu, leaf in enumerate(self.leaf_of):
@@ -57,7 +60,7 @@ class LoadTree:
         for node in reversed(self.internal):
             s[node] = s[left[node]] + s[right[node]]
 
-    def set_load(self, cpu: int, load: int) -> None:
+    def set_load(self, cpu: int, load: float) -> None:
         """One CPU's load changed since ``refresh``: fix its leaf-to-root path."""
         node = self.leaf_of[cpu]
         delta = load - self.sum[node]
@@ -68,7 +71,7 @@ class LoadTree:
             s[node] += delta
             node = parent[node]
 
-    def load(self, cpu: int) -> int:
+    def load(self, cpu: int) -> float:
         return self.sum[self.leaf_of[cpu]]
 
     def set_online(self, cpu: int, online: bool) -> None:

@@ -109,7 +109,7 @@ class Placement:
         vm.runnable = len(vm.vcpus)
         self.bus.vm_arrived(vm)
         for v in vm.vcpus:
-            self.gang.ensure_slice_on(state.cpus[v.cpu])
+            self.gang.ensure_slice_on(state.cpus[v.cpu], v)
 
     def on_cell_repaired(self, cell: int) -> None:
         """A cell is back: the arrivals that found no room try again, in arrival order."""

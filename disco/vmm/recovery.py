@@ -15,8 +15,11 @@ cells failing, pausing the machine and coming back are the cell lifecycle (``cel
 4. *Unwedge*: cancel RPCs and messages stuck on the failed cells, ``unwedge_us_per_cpu`` each.
 5. *Terminate* the dependent VMs. ``kill_policy: early`` kills them all now; ``lazy`` kills now
    those with a VCPU or monitor data on a failed cell, and lets one that only held memory there
-   run until it touches a bad line (exponential, ``touch_rate_per_s``), so it survives if it
-   finishes first. Cleanup costs ``terminate_ms_per_vm`` per VM killed now.
+   run until it touches a lost line, so it survives if it finishes first. Its first touch comes
+   at an exponential time of rate ``touch_rate_per_s`` x its workload's ``memory_intensity`` x
+   the share of its resident memory that was on the failed cells (taken at the fault, before
+   the memory is gone): a VM that lost little of its memory, or touches memory little, lives
+   longer. Cleanup costs ``terminate_ms_per_vm`` per VM killed now.
 6. *Resume*.
 
 Steps 1-4 are the machine-wide part: every CPU is paused from the fault until unwedging ends,
@@ -27,9 +30,16 @@ would have moved on during recovery), plus any VM that came to depend on the cel
 A failed cell's memory is lost at the fault, so nothing is allocated there during recovery;
 ``cell_repair_s`` brings the cell back, empty.
 
-Containment per fault (``contained``): no VM outside its dependent set died, and every VM in
-the set is gone, unless it ended first (finished, or died of another fault) or, lazily, has
-not touched bad memory yet. A fault on a cell that had already failed changes nothing
+The fault metrics count honestly: ``vms_lost`` counts each original VM once, and losses of
+the copies ``restart_lost`` started apart (``vms_lost_restarted``); ``vms_lost_per_fault`` is
+every loss over the effective faults whose recovery finished; ``running_vms_lost_share`` is,
+over those of them that were hardware faults, the mean share of the VMs running at the fault
+that it killed (a VM that keeps to its cells dies with them alone, so about 1 / cells). A fault is *contained*
+(``faults_contained``, of ``faults_effective_hardware``) when every VM it killed had a home cell
+among the failed cells; it leaks when it kills a VM placed elsewhere that a split VCPU,
+borrowed memory or monitor data left behind tied to them. That the fault killed exactly what
+the dependency rule names (``rule_kept``) is an invariant of the simulator, checked by the
+invariant checker, not a result. A fault on a cell that had already failed changes nothing
 (``faults_ignored``).
 
 **Censored recoveries.** A fault whose recovery had not finished when the run ended is
@@ -37,7 +47,8 @@ not touched bad memory yet. A fault on a cell that had already failed changes no
 no recovery time (excluded from the mean and max, which are NaN when no recovery finished and
 one was censored; the ``faults`` table's ``recovery_time_ms`` is NaN for it), it is not counted
 as contained, and its dependents still running are *pending loss* (``vms_pending_loss``, the
-per-VM column ``pending_loss``): the rule condemned them but they had not been killed yet. A
+per-VM column ``pending_loss``): the rule condemned them but they had not been killed yet, so
+``rule_kept`` checks only that nothing outside them died. A
 run whose last VM ends while a recovery is under way goes on until the recovery ends
 (``MonitorState.recovering``), so only the duration censors.
 
@@ -79,6 +90,7 @@ class FaultRecord:
     recovery_ms: float = 0.0
     restarts: int = 0
     recovering: bool = False  # its recovery had not finished when the run ended
+    running: int = 0  # VMs running when it struck (it killed len(lost) / running of them)
 
 
 @dataclass(slots=True, eq=False)
@@ -147,6 +159,8 @@ class Recovery:
         self.blame: dict[int, FaultRecord] = {}  # condemned VM id -> its fault
         self.why: dict[int, str | None] = {}  # condemned VM id -> its tie at the fault
         self.lazy_pending: dict[int, FaultRecord] = {}
+        self.lost_share: dict[int, float] = {}  # memory-only dependent -> share of it lost
+        self.origin: dict[int, int] = {}  # restarted copy's VM id -> the original's id
         self.work_lost = 0.0
         self.vms_restarted = 0
         self.recovery_restarts = 0
@@ -184,9 +198,12 @@ class Recovery:
             rec.ignored = True
             return
         rec.dependent = [vm.id]
+        rec.running = self._running()
+        rec.recovering = True  # until the monitor has killed it
         self.loop.schedule(self.f.software_detect_ms * 1e-3, self._kill_now, [vm], rec)
 
     def _kill_now(self, vms: list[VM], rec: FaultRecord) -> None:
+        rec.recovering = False
         self.terminate([vm for vm in vms if vm.status == "running"], rec, self.loop.now)
 
     def _hardware(self, rec: FaultRecord) -> None:
@@ -200,6 +217,7 @@ class Recovery:
         rec.cells = new
         rec.recovering = True
         self.state.recovering = True  # the run may not end before this recovery does
+        rec.running = self._running()
         had_memory = [c for c in new if life.cell_state[c] != EVACUATED]
         life.pause()
         for c in new:
@@ -210,7 +228,9 @@ class Recovery:
             if vm.id not in self.blame:
                 rec.dependent.append(vm.id)
                 self.blame[vm.id] = rec
-                self.why[vm.id] = rule.dependency(vm, new)
+                why = self.why[vm.id] = rule.dependency(vm, new)
+                if why == "memory":  # before the memory is gone: how much of it is lost
+                    self.lost_share[vm.id] = rule.lost_share(vm, new)
         # The cells' memory is gone now: nothing may be placed there from this instant.
         for c in had_memory:  # an evacuated cell's memory was handed back already
             life.announce_failure(c)
@@ -251,7 +271,10 @@ class Recovery:
             if self.f.kill_policy == "lazy" and memory_only:
                 self.lazy_pending[vm.id] = rec
                 rng = self.streams.get(f"faults/touch/{vm.id}")
-                rate = self.f.touch_rate_per_s
+                # The first touch of a lost line: the VM's memory activity times the share of
+                # its memory lost (a VM tied after the fault is taken to have lost it all).
+                rate = (self.f.touch_rate_per_s * vm.profile.memory_intensity
+                        * self.lost_share.get(vm.id, 1.0))
                 if rate > 0.0:
                     self.loop.schedule(rng.exponential(1.0 / rate), self._touch, vm)
             else:
@@ -302,6 +325,7 @@ class Recovery:
         """A fresh copy of a lost VM, arriving on surviving cells when recovery is done."""
         clone = self.factory.restart(vm, max(at, self.loop.now))
         self.vms_restarted += 1
+        self.origin[clone.id] = self.origin.get(vm.id, vm.id)
         self.placement.schedule(clone, None)
 
     # -- no containment (one SMP OS) ---------------------------------------------------------
@@ -315,6 +339,7 @@ class Recovery:
         now = self.loop.now
         victims = [vm for vm in self.state.vms if vm.status == "running"]
         rec.dependent = [vm.id for vm in victims]
+        rec.running = len(victims)
         reboot = self.f.smp_reboot_s
         rec.recovery_ms = reboot * 1e3
         life.pause()
@@ -322,25 +347,49 @@ class Recovery:
         self.loop.schedule(reboot, life.resume)
 
     # -- results -----------------------------------------------------------------------------
-    def contained(self, rec: FaultRecord) -> bool:
+    def _running(self) -> int:
+        return sum(1 for vm in self.state.vms if vm.status == "running")
+
+    def rule_kept(self, rec: FaultRecord) -> bool:
         """Lost exactly the dependent VMs: none outside the set, and every one in it is gone,
         unless it ended first (finished, or lost to another fault) or, under the lazy policy,
-        has not touched its bad memory yet."""
+        has not touched its bad memory yet. An invariant (``invariants.py``), not a result."""
         lost, dep = set(rec.lost), set(rec.dependent)
         if not lost <= dep:
             return False
+        if rec.recovering:  # under way or censored: its dependents are pending, not yet killed
+            return True
+        vms = self.state.vms
+        return all(vms[i].status != "running" or i in self.lazy_pending for i in sorted(dep - lost))
+
+    def contained(self, rec: FaultRecord) -> bool:
+        """An effective hardware fault killed only VMs with a home cell among its failed cells
+        (it can fail: a VM placed elsewhere that a split VCPU, borrowed memory or monitor data
+        left behind tied to the cells dies with them)."""
         if rec.recovering:  # censored: the run ended before termination, not (yet) contained
             return False
         vms = self.state.vms
-        return all(vms[i].status != "running" or i in self.lazy_pending for i in sorted(dep - lost))
+        cells = rec.cells
+        return all(any(c in cells for c in vms[i].home_cells) for i in rec.lost)
+
+    def _effective_hardware(self) -> list[FaultRecord]:
+        return [r for r in self.records if r.fault.hardware and not r.ignored]
 
     def report(self, out: Report) -> None:
         recs = self.records
         hw = [r for r in recs if r.fault.hardware]
-        times = [r.recovery_ms for r in hw if not r.ignored and not r.recovering]
+        eff_hw = self._effective_hardware()
+        # Faults that hit a live part of the machine and finished recovering: a censored one
+        # has killed nothing yet (its dependents are pending), so it would bias the rates down.
+        effective = [r for r in recs if not r.ignored and not r.recovering]
+        struck = [r for r in eff_hw if r.running and not r.recovering]
+        lost = [i for r in recs for i in r.lost]
+        copies = sum(1 for i in lost if i in self.origin)
+        times = [r.recovery_ms for r in eff_hw if not r.recovering]
         censored = sum(1 for r in recs if r.recovering)
         none = math.nan if censored else 0.0  # no recovery finished: NaN if one is censored
         pending = self._pending_loss()
+        nan = float("nan")
         out.metrics.update({
             "faults_injected": len(recs),
             "faults_hardware": len(hw),
@@ -348,10 +397,18 @@ class Recovery:
             "faults_ignored": sum(1 for r in recs if r.ignored),
             "faults_recovering": censored,
             "faults_censored": censored,
+            "faults_effective_hardware": len(eff_hw),
             "vms_pending_loss": len(pending),
-            "vms_lost": sum(len(r.lost) for r in recs),
+            # each original VM once; the restarted copies' losses apart
+            "vms_lost": len(lost) - copies,
+            "vms_lost_restarted": copies,
+            # NaN without an effective fault: undefined, not none lost
+            "vms_lost_per_fault": (sum(len(r.lost) for r in effective) / len(effective)
+                                   if effective else nan),
+            "running_vms_lost_share": (sum(len(r.lost) / r.running for r in struck)
+                                       / len(struck) if struck else nan),
             "vms_lost_dependent": sum(len(r.dependent) for r in recs),
-            "faults_contained": sum(1 for r in recs if self.contained(r)),
+            "faults_contained": sum(1 for r in eff_hw if self.contained(r)),
             "recovery_time_ms_mean": sum(times) / len(times) if times else none,
             "recovery_time_ms_max": max(times) if times else none,
             "recovery_pause_s": self.lifecycle.pause_so_far(),
@@ -372,8 +429,8 @@ class Recovery:
     def table(self) -> dict[str, list]:
         vms = self.state.vms
         cols: dict[str, list] = {k: [] for k in (
-            "time_s", "type", "place", "cell", "cells", "recovery_time_ms", "vms_dependent",
-            "vms_lost", "vms_pending_loss", "contained", "censored", "ignored")}
+            "time_s", "type", "place", "cell", "cells", "recovery_time_ms", "vms_running",
+            "vms_dependent", "vms_lost", "vms_pending_loss", "contained", "censored", "ignored")}
         for r in self.records:
             cols["time_s"].append(r.fault.time_s)
             cols["type"].append(r.fault.type)
@@ -381,11 +438,12 @@ class Recovery:
             cols["cell"].append(r.cells[0] if r.cells else -1)
             cols["cells"].append(",".join(map(str, r.cells)))
             cols["recovery_time_ms"].append(math.nan if r.recovering else r.recovery_ms)
+            cols["vms_running"].append(r.running)
             cols["vms_dependent"].append(len(r.dependent))
             cols["vms_lost"].append(len(r.lost))
             cols["vms_pending_loss"].append(sum(1 for i in r.dependent if r.recovering
                                                 and vms[i].status == "running"))
-            cols["contained"].append(self.contained(r))
+            cols["contained"].append(r.fault.hardware and not r.ignored and self.contained(r))
             cols["censored"].append(r.recovering)
             cols["ignored"].append(r.ignored)
         return cols

@@ -50,6 +50,12 @@ class VCPU:
     # A memory wait (disk, loan, shortage) that began while it was off its CPU: it cannot
     # progress before this time (``Execution.start`` turns what is left into debt).
     stall_until: float = 0.0
+    # Moved since it last ran: the move charged a full cache re-warm already, so its next
+    # start pays no VM-switch re-warm on top (execution.py).
+    cold: bool = False
+    # Smoothed load: the exponential average, over periodic-balancer ticks, of being waiting
+    # or running at the tick (periodic_balancer.py). A new VCPU counts as fully loaded.
+    avg: float = 1.0
     # Buffered uniform randoms as packed doubles: 8 bytes each where a list of floats takes 32,
     # a smaller working set for the caches on big machines; the same numbers in the same order.
     draws: array[float] = field(default_factory=lambda: array("d"))
@@ -109,6 +115,23 @@ class CPU:
     slice_event: Handle | None = None  # gang scheduling off: this CPU's own time slice
     slice_start: float = 0.0
     online: bool = True
+    # In its cell's parked set: idle, its last steal found nothing (idle_balancer.py).
+    parked: bool = False
+    # Gang scheduling off (gang.py): its own slice timer ticks at phase + k x slice (with
+    # policy.cpu_timer_phase; else slices count from when they began), each tick late by a
+    # jitter drawn from its own stream ``sched/timer/<cpu>`` (rng None: no jitter).
+    phase: float = 0.0
+    rng: np.random.Generator | None = None
+    draws: array[float] = field(default_factory=lambda: array("d"))
+
+    def uniform(self) -> float:
+        """A uniform draw from this CPU's timer stream, refilled in blocks."""
+        draws = self.draws
+        if not draws:
+            rng = self.rng
+            assert rng is not None
+            draws.frombytes(rng.random(64).tobytes())
+        return draws.pop()
 
 
 class MonitorState:

@@ -2,11 +2,15 @@
 
 Moving a VM to other cells means copying its memory and I/O state: ``(memory_mb + io_state_mb)
 / migration_mb_per_s`` seconds (tens of seconds for GBs [S]; the bandwidth is [A]). The VM runs
-on during the copy, depending on both its old and its new cells; then it stops for the final
-switch (``migration_switch_ms``, charged to each VCPU as monitor overhead), its VCPUs move to
-distinct CPUs of the new cells (the least loaded first) and from then on it depends only on the
-new cells: its home cells and its monitor data; ``bus.vm_migrated`` tells the memory to follow
-(what cannot move stays a dependency).
+on during the copy. It is a pre-copy: the source cells hold the VM's whole state until the
+switch, so a fault on a destination cell only aborts the copy and the VM stays where it was
+(``faults.migration_copy_dependency=false`` [A]; true: the VM depends on its destination from
+the start of the copy, and such a fault kills it). Then it stops for the final switch
+(``migration_switch_ms``, charged to each VCPU as monitor overhead), its VCPUs move to distinct
+CPUs of the new cells (the least loaded first) and from then on it depends only on the new
+cells: its home cells and its monitor data; ``bus.vm_migrated`` tells the memory to follow
+(what cannot move stays a dependency). The periodic balancer moves and swaps whole VMs this way
+(``periodic_balancer.py``).
 
 ``evacuate(cell)`` is the planned hot replacement: the cell takes no new VMs, every VM that
 depends on it migrates off, and once none does the cell's CPUs go offline. A fault on the
@@ -49,10 +53,12 @@ class VMMigrator:
         self.bandwidth = f.migration_mb_per_s
         self.io_state_mb = f.io_state_mb
         self.switch_s = f.migration_switch_ms * 1e-3
+        self.copy_dependency = f.migration_copy_dependency
         self.in_flight: dict[int, tuple[int, ...]] = {}  # VM id -> destination cells
         # VM id -> its monitor-data entries for those cells before the copy (None: absent)
         self._saved: dict[int, dict[int, float | None]] = {}
         self.returns: dict[int, float] = {}  # evacuated cell -> back in service after this
+        self._doomed: set[int] = set()  # VM ids whose copy lost a destination cell
         self.completed = 0
         self.aborted = 0
 
@@ -83,7 +89,8 @@ class VMMigrator:
                 return False
         cells = tuple(cells)
         self.in_flight[vm.id] = cells
-        self._saved[vm.id] = self.containment.copy_started(vm, cells)
+        self._saved[vm.id] = (self.containment.copy_started(vm, cells)
+                              if self.copy_dependency else {})
         self.loop.schedule(self.copy_time(vm), self._switch, vm)
         return True
 
@@ -108,9 +115,12 @@ class VMMigrator:
         cells = self.in_flight.pop(vm.id)
         saved = self._saved.pop(vm.id)
         if vm.status != "running":
+            self._doomed.discard(vm.id)
             return
         state = self.state
-        if not all(state.cell_live[c] for c in cells):
+        doomed = vm.id in self._doomed
+        self._doomed.discard(vm.id)
+        if doomed or not all(state.cell_live[c] for c in cells):
             self._abort(vm, saved)
             return
         gang = self.gang
@@ -142,7 +152,14 @@ class VMMigrator:
             gang.kick(cpu)
         for v in movers:
             if v.state == RUNNABLE:
-                gang.ensure_slice_on(cpus[v.cpu])
+                gang.ensure_slice_on(cpus[v.cpu], v)
+
+    def on_cell_failed(self, cell: int) -> None:
+        """A destination cell of a copy under way left service: the copy there is lost, and
+        the move is abandoned at its switch (the VM stays on its source cells)."""
+        for vm_id, cells in self.in_flight.items():
+            if cell in cells:
+                self._doomed.add(vm_id)
 
     def _abort(self, vm: VM, saved: dict[int, float | None]) -> None:
         """The move cannot finish (a destination went away): the partial copy is dropped, so
