@@ -30,17 +30,17 @@ would have moved on during recovery), plus any VM that came to depend on the cel
 A failed cell's memory is lost at the fault, so nothing is allocated there during recovery;
 ``cell_repair_s`` brings the cell back, empty.
 
-The fault metrics count honestly: ``vms_lost`` counts each original VM once, and losses of
-the copies ``restart_lost`` started apart (``vms_lost_restarted``); ``vms_lost_per_fault`` is
-every loss over the effective faults whose recovery finished; ``running_vms_lost_share`` is,
-over those of them that were hardware faults, the mean share of the VMs running at the fault
-that it killed (a VM that keeps to its cells dies with them alone, so about 1 / cells). A fault
-is *contained* (``faults_contained``, of ``faults_effective_hardware``) when every VM it killed
+The fault metrics count honestly: ``vms_lost`` counts each original VM once, and losses of the
+copies ``restart_lost`` started apart (``vms_lost_restarted``); ``vms_lost_per_fault`` is every
+loss over the effective faults whose recovery finished; ``running_vms_lost_share`` is, over
+those of them that were hardware faults, the mean share of the VMs running at the fault that it
+killed (a VM that keeps to its cells dies with them alone, so about 1 / cells). A fault is
+*contained* (``faults_contained``, of ``faults_effective_hardware``) when every VM it killed
 had a home cell among the failed cells; it leaks when it kills a VM placed elsewhere that a
 split VCPU, borrowed memory or monitor data left behind tied to them. That the fault killed
 exactly what the dependency rule names (``rule_kept``) is an invariant of the simulator,
-checked by the invariant checker, not a result. A fault on a cell that had already failed changes nothing
-(``faults_ignored``).
+checked by the invariant checker, not a result. A fault on a cell that had already failed
+changes nothing (``faults_ignored``).
 
 **Censored recoveries.** A fault whose recovery had not finished when the run ended is
 *censored* (``faults_censored``; ``faults_recovering`` is the same count, its old name): it has
