@@ -9,7 +9,7 @@ import os
 
 import polars as pl
 import pytest
-from framework_helpers.common import FAST, ROOT, TESTS, metric_columns, runs_table
+from framework_helpers.common import FAST, ROOT, metric_columns, runs_table
 
 from disco.cli import main
 
@@ -25,16 +25,17 @@ def _private_sweep_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
+    """A private local Ray, as a sweep starts it. Workers find framework_helpers (tests/ is on
+    this process's sys.path) through the path the driver sends with each task."""
     from disco.framework import ray_backend
 
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
-    started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100,
-                                "runtime_env": {"env_vars": env}}, ROOT)
+    started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100},
+                               ROOT)
     import ray
 
     yield ray
     if started:
-        ray.shutdown()
+        ray_backend.shutdown()
 
 
 def test_multirun_on_ray_writes_one_row_per_run_and_gathers_runs_parquet(tmp_path, local_ray):
@@ -132,11 +133,13 @@ def test_attach_to_an_existing_cluster_ships_the_code_and_writes_absolute_paths(
                                                                                 local_ray):
     from framework_helpers.common import disco_subprocess
 
-    # ray.address=auto finds the cluster through $RAY_ADDRESS, as on a cluster node.
+    # ray.address=auto finds the cluster through $RAY_ADDRESS, as on a cluster node; the
+    # private Ray wants its token (Ray's own variables, as for any token-protected cluster).
     address = local_ray.get_runtime_context().gcs_address
     proc = disco_subprocess("-m", *FAST, "ray.address=auto", "results_dir=rel_results",
                             "policy=cellular_disco,no_balancers", cwd=tmp_path,
-                            extra_env={"RAY_ADDRESS": address})
+                            extra_env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token",
+                                       "RAY_AUTH_TOKEN_PATH": os.environ["RAY_AUTH_TOKEN_PATH"]})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "Pushing file package" in err  # runtime_env working_dir: the project was shipped

@@ -1,7 +1,7 @@
 """The layers' arrows point one way, read from the imports themselves (``ast``, every import
 in a file, at module level or not): engine <- hardware <- vmm <- policies <- runner <-
-framework / CLI, with config (and the limits it declares) below all of them; no circles inside the vmm; the simulator never
-imports the framework's libraries, and ``import disco`` stays light."""
+framework / CLI, with config (and the limits it declares) below all of them; no circles inside
+the vmm; the simulator never imports the framework's libraries, and ``import disco`` stays light."""
 
 from __future__ import annotations
 

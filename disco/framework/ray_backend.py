@@ -10,6 +10,11 @@ Attaching fails fast: ``ray.address=auto`` is resolved here as the Ray docs desc
 ($RAY_ADDRESS, else the file the last ``ray start`` wrote), the GCS port is probed before
 ``ray.init``, and Ray's connect timeouts are shortened for the attempt, so an address that
 cannot be reached is an error naming it within seconds instead of retries for minutes.
+
+A private local Ray is locked down (token authentication, kernel-chosen ports, a private temp
+dir, no working directory on the workers' path): ``ray_local.py``. Runs past
+``sweep.run_timeout_s`` are found by their claims (``results.holder``) and their task is
+killed; a dead raylet ends the sweep with its summary instead of the driver.
 """
 
 from __future__ import annotations
@@ -20,15 +25,15 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from disco.framework import results
+from disco.framework import ray_local, results
 from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
 
 LOCAL = "local"
@@ -77,8 +82,10 @@ def _env(address: str) -> None:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray use 127.0.0.1 as this node's IP: right
     for a private local Ray and for attaching to a head bound to loopback, wrong for a real
     multi-host cluster (its nodes could not reach us), so it is only set in the first two cases.
+    Authentication is the cluster's: a private Ray's token is set up by ``ray_local``; when
+    attaching, Ray's own rules apply (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN[_PATH]``, else
+    ``~/.ray/auth_token``).
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == LOCAL or _is_loopback(_resolve_quietly(address)):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -230,57 +237,66 @@ def _exit_on_signal() -> Iterator[None]:
         os.close(r)
 
 
-def _short_temp_dir() -> str:
-    # Ray puts unix sockets under its temp dir; their paths must stay under ~107 bytes.
-    path = Path(tempfile.gettempdir()) / f"disco-ray-{os.getuid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+# The private local Ray this process started (``init``), closed by ``shutdown``.
+_session: ray_local.LocalSession | None = None
 
 
-def _pythonpath() -> str:
-    """What local workers need on sys.path to import a task module the driver can import."""
-    parts = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return os.pathsep.join(dict.fromkeys(parts))
+def local_session(ray_cfg: dict[str, Any]) -> ray_local.LocalSession:
+    """The token, environment and temp dir of a private local Ray, before ``import ray``."""
+    try:
+        return ray_local.LocalSession(ray_cfg)
+    except ray_local.UnsafeTempDir as exc:
+        raise RayStartError(str(exc)) from None
+    except OSError as exc:
+        raise RayStartError(f"cannot make a private temp dir for Ray: {exc}") from exc
 
 
-def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
+def init(ray_cfg: dict[str, Any], project_root: Path,
+         session: ray_local.LocalSession | None = None) -> bool:
     """Start or attach to Ray as configured; return True if this call started it.
 
     If Ray is already initialized in this process (a notebook, the test session), use it.
     An address that cannot be reached raises RayStartError within seconds, naming it.
+    A private local Ray is started with ``session``'s lockdown (made here if not given);
+    ``shutdown()`` stops it and removes its token.
     """
+    global _session
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        if session is not None:
+            session.close()
         return False
     address = str(ray_cfg.get("address") or LOCAL)
     if address != LOCAL:
         address, origin = resolve_address(address)
         probe(address, origin)
-    ray = _import_ray(address)
+    elif session is None:
+        session = local_session(ray_cfg)
     runtime_env = dict(ray_cfg.get("runtime_env") or {})
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                               "log_to_driver": True}
     if address == LOCAL:
+        assert session is not None
         mem = ray_cfg.get("object_store_memory_mb")
-        # The raylet is our child and its workers inherit its environment: PYTHONPATH set for
-        # the start is enough (a runtime_env would add a per-worker setup step).
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = _pythonpath()
         try:
-            ray.init(
-                address=LOCAL,
-                num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
-                object_store_memory=int(mem) * 2**20 if mem else None,
-                _temp_dir=ray_cfg.get("temp_dir") or _short_temp_dir(),
-                _node_ip_address="127.0.0.1",
-                runtime_env=runtime_env or None,
-                **{**common, "log_to_driver": False},  # failures are in the rows anyway
-            )
-        finally:
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
+            ray = _import_ray(address)
+            with ray_local.kernel_chosen_agent_port():
+                ray.init(
+                    address=LOCAL,
+                    num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
+                    object_store_memory=int(mem) * 2**20 if mem else None,
+                    _temp_dir=str(session.ray_temp_dir),
+                    _node_ip_address="127.0.0.1",
+                    job_config=ray_local.job_config(),
+                    runtime_env=runtime_env or None,
+                    **{**common, "log_to_driver": False},  # failures are in the rows anyway
+                )
+        except BaseException:
+            session.close()
+            raise
+        session.started()
+        _session = session
     else:
+        ray = _import_ray(address)
         if ray_cfg.get("ship_code", True):
             runtime_env.setdefault("working_dir", str(project_root))
             runtime_env.setdefault("excludes", [
@@ -294,7 +310,8 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
         extra = {"_node_ip_address": node_ip} if node_ip else {}
         common["logging_level"] = "info"  # say what is shipped where
         try:
-            ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
+            ray.init(address=address, runtime_env=runtime_env or None,
+                     job_config=ray_local.job_config(), **common, **extra)
         except ConnectionError as exc:
             raise RayStartError(f"cannot attach to Ray at {address} "
                                 f"(ray.address={ray_cfg.get('address')}): {exc}") from exc
@@ -322,6 +339,19 @@ def shared() -> Iterator[None]:
         stops, _held = _held, None
         for stop in reversed(stops):
             stop()
+
+
+def shutdown() -> None:
+    """``ray.shutdown()``, and the private Ray's token and environment gone with it."""
+    global _session
+    import ray
+
+    try:
+        ray.shutdown()
+    finally:
+        session, _session = _session, None
+        if session is not None:
+            session.close()
 
 
 def cluster_cpus() -> int:
@@ -372,25 +402,29 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
         batch_size: int | None, on_summary: Callable[[RunSummary], None],
         tick: Callable[[], None] = lambda: None,
         starting: Callable[[str], None] = lambda what: None,
-        stop: Callable[[], bool] = lambda: False) -> None:
+        stop: Callable[[], bool] = lambda: False, timeout_s: float | None = None) -> None:
     """Run every spec on Ray, calling ``on_summary`` once per run as results come back.
 
     ``starting`` is told what happens before the first run ("starting Ray..."); when ``stop()``
-    turns true (``sweep.fail_fast`` after a failure) the tasks in flight are cancelled.
+    turns true (``sweep.fail_fast`` after a failure) the tasks in flight are cancelled. A run
+    past ``timeout_s`` has its task killed and is recorded failed; if Ray itself goes (its
+    raylet dies), every unfinished run is recorded failed and this returns: the sweep still
+    writes its table and summary.
     """
     address = str(ray_cfg.get("address") or LOCAL)
     already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     if not already:
         starting("starting Ray..." if address == LOCAL else f"attaching to Ray ({address})...")
     local = not already and address == LOCAL
-    reaper = None
+    reaper = session = None
     if local:
         from disco.framework.reaper import Reaper
 
-        reaper = Reaper()
+        session = local_session(ray_cfg)
+        reaper = Reaper(session.marker, session.cleanup_path)
     try:
         with _exit_on_signal():
-            started = init(ray_cfg, project_root)
+            started = init(ray_cfg, project_root, session)
     except RayStartError:
         raise
     except Exception as exc:
@@ -401,7 +435,6 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
         if reaper and not (sys.modules.get("ray") and sys.modules["ray"].is_initialized()):
             reaper.close()
     import ray
-    from ray.exceptions import RayError
 
     if not already:
         starting("running the first runs...")
@@ -410,48 +443,151 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) \
         if cli_signals and threading.current_thread() is threading.main_thread() else None
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
-        ctx_ref = ray.put(ctx)
         cpus = cluster_cpus()
         batcher = Batcher(specs, batch_size, cpus)
-        pending: dict[Any, list[RunSpec]] = {}
+        flight = _Flight(ray, ctx, timeout_s)
+        try:
+            _drive(ray, flight, batcher, cpus, on_summary, tick, stop)
+        except _RayGone as gone:
+            if _session is not None:  # its workers outlive the raylet, holding their runs
+                from disco.framework.reaper import kill_marked
 
-        def submit() -> None:  # two tasks per CPU in flight: each worker has the next queued
-            while batcher.queue and len(pending) < 2 * cpus:
-                batch = batcher.next()
-                pending[remote.remote(batch, ctx_ref)] = batch
-
-        submit()
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                batch = pending.pop(ref)
-                try:
-                    summaries = ray.get(ref)
-                except RayError as exc:  # the worker died (or the task could not be run)
-                    summaries = _salvage(batch, ctx, exc, pending, remote, ctx_ref)
-                for s in summaries:
-                    batcher.observe(s.row.get("run_wall_s"))
-                    on_summary(s)
-            if stop():
-                for ref in pending:  # runs they finish anyway stay complete on disk
-                    ray.cancel(ref)
-                return
-            submit()
-            tick()
+                kill_marked(_session.marker)
+            for s in flight.abandon(batcher, gone.reason):
+                on_summary(s)
     finally:
-        def shutdown() -> None:
+        def stop_ray() -> None:
             if started:
-                ray.shutdown()
+                shutdown()
             if reaper:
                 reaper.close()
 
         if _held is not None and (started or reaper):
-            _held.append(shutdown)  # shared(): the next sweep finds Ray initialized and uses it
+            _held.append(stop_ray)  # shared(): the next sweep finds Ray initialized and uses it
         else:
-            shutdown()
+            stop_ray()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+class _RayGone(Exception):
+    """The driver's Ray is gone (its raylet died): nothing more can run."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _drive(ray: Any, flight: _Flight, batcher: Batcher, cpus: int,
+           on_summary: Callable[[RunSummary], None], tick: Callable[[], None],
+           stop: Callable[[], bool]) -> None:
+    from ray.exceptions import RayError
+
+    def submit() -> None:  # two tasks per CPU in flight: each worker has the next queued
+        while batcher.queue and len(flight.pending) < 2 * cpus:
+            flight.submit(batcher.next())
+
+    submit()
+    while flight.pending:
+        try:
+            done, _ = ray.wait(list(flight.pending), num_returns=1, timeout=0.5)
+        except RayError as exc:
+            raise _RayGone(f"Ray stopped: {type(exc).__name__}: {exc}") from exc
+        for ref in done:
+            batch = flight.pending.pop(ref)
+            try:
+                summaries = ray.get(ref)
+            except RayError as exc:  # the worker died, was killed, or Ray went
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, results.WriteError):
+                    raise cause from None  # the disk, not the run: the sweep stops
+                summaries = flight.salvage(batch, exc)
+            for s in summaries:
+                batcher.observe(s.row.get("run_wall_s"))
+                on_summary(s)
+        if stop():
+            for ref in flight.pending:  # runs they finish anyway stay complete on disk
+                ray.cancel(ref)
+            return
+        raylet = _session.raylet if _session is not None else None
+        if raylet is not None and not ray_local.alive(raylet):  # Ray's own notice takes ~15 s
+            raise _RayGone(f"Ray stopped: its raylet (pid {raylet}) died")
+        flight.check_timeouts()
+        submit()
+        tick()
+
+
+class _Flight:
+    """The tasks in flight: their batches, which of their runs went past the timeout (found by
+    the run's claim: held by this sweep, first seen when), and which runs were retried."""
+
+    def __init__(self, ray: Any, ctx: RunContext, timeout_s: float | None) -> None:
+        self.ray = ray
+        self.ctx = ctx
+        self.timeout_s = timeout_s
+        # The context goes inline with each task (a few KB): an object in the store would be
+        # lost with the raylet, and Ray then ends the driver trying to recover it.
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
+        self.pending: dict[Any, list[RunSpec]] = {}
+        self.running_since: dict[str, float] = {}
+        self.timed_out: dict[str, str] = {}
+        self.retried: set[str] = set()
+        self.lost: list[RunSpec] = []  # a batch taken out when Ray went
+
+    def submit(self, batch: list[RunSpec]) -> None:
+        self.pending[self.remote.remote(batch, self.ctx)] = batch
+
+    def check_timeouts(self) -> None:
+        """Kill the task of any run of ours still running ``timeout_s`` after we first saw it."""
+        if self.timeout_s is None:
+            return
+        now = time.monotonic()
+        for ref, batch in list(self.pending.items()):
+            for spec in batch:
+                if spec.key in self.timed_out:
+                    continue
+                held = results.holder(results.run_dir(self.ctx.results_dir, spec.study, spec.key))
+                if not held or held.get("sweep") != self.ctx.sweep_id:
+                    continue
+                since = self.running_since.setdefault(spec.key, now)
+                if now - since > self.timeout_s:
+                    self.timed_out[spec.key] = (f"timed out: still running after "
+                                                f"{self.timeout_s:g} s (sweep.run_timeout_s)")
+                    self.ray.cancel(ref, force=True)  # kills its worker
+                    break
+
+    def salvage(self, batch: list[RunSpec], exc: Exception) -> list[RunSummary]:
+        """A batch whose worker died or was killed: keep its finished runs, record the one that
+        timed out, retry each other one once, alone; a run whose retry dies too is failed.
+
+        A dead local raylet is not a worker: the sweep ends (``_RayGone``).
+        """
+        from ray.exceptions import LocalRayletDiedError
+
+        reason = f"ray task failed: {type(exc).__name__}: {exc}"
+        if isinstance(exc, LocalRayletDiedError) or not self.ray.is_initialized():
+            self.lost += batch
+            raise _RayGone(f"Ray stopped: {reason}")
+        out = []
+        for spec in batch:
+            path = results.run_dir(self.ctx.results_dir, spec.study, spec.key)
+            if spec.key in self.timed_out:
+                out.append(record_lost(spec, self.ctx, self.timed_out[spec.key]))
+            elif results.read_row(path) is not None or spec.key in self.retried:
+                out.append(record_lost(spec, self.ctx, reason))
+            else:
+                self.retried.add(spec.key)
+                self.submit([spec])
+        return out
+
+    def abandon(self, batcher: Batcher, reason: str) -> list[RunSummary]:
+        """Ray is gone: every run not finished is recorded failed (finished ones are kept)."""
+        specs = [*self.lost, *(spec for batch in self.pending.values() for spec in batch),
+                 *batcher.queue]
+        self.pending.clear()
+        batcher.queue.clear()
+        why = f"{reason} (the sweep ended; run the same command to resume)"
+        return [record_lost(spec, self.ctx, why) for spec in specs]
 
 
 def _resolve_quietly(address: str) -> str:
@@ -459,22 +595,3 @@ def _resolve_quietly(address: str) -> str:
         return _resolve(address)
     except RayStartError:
         return address  # init() raises it, with its message
-
-
-def _salvage(batch: list[RunSpec], ctx: RunContext, exc: Exception, pending: dict[Any, Any],
-             remote: Any, ctx_ref: Any) -> list[RunSummary]:
-    """A batch whose worker died: keep its finished runs, retry the others one per task.
-
-    Only the run that kills its worker again is then recorded as failed, not its batch-mates.
-    """
-    reason = f"ray task failed: {type(exc).__name__}: {exc}"
-    out, retry = [], []
-    for spec in batch:
-        if len(batch) > 1 and results.read_row(
-                results.run_dir(ctx.results_dir, spec.study, spec.key)) is None:
-            retry.append(spec)
-        else:
-            out.append(record_lost(spec, ctx, reason))
-    for spec in retry:
-        pending[remote.remote([spec], ctx_ref)] = [spec]
-    return out
