@@ -24,11 +24,13 @@ def _private_sweep_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
+def local_ray(tmp_path_factory):
     """A private local Ray, as a sweep starts it. Workers find framework_helpers (tests/ is on
-    this process's sys.path) through the path the driver sends with each task."""
+    this process's sys.path) through the path the driver sends with each task; they inherit
+    the raylet's environment, set here before it starts."""
     from disco.framework import ray_backend
 
+    os.environ.setdefault("DISCO_TEST_DIE_ONCE", str(tmp_path_factory.mktemp("die_once")))
     started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100},
                                ROOT)
     import ray
@@ -210,3 +212,28 @@ def test_fail_fast_stops_at_first_failure_on_ray(tmp_path, capsys):
     df = runs_table(tmp_path)
     assert 1 <= df.height < 11 and df.filter(pl.col("status") == "failed").height == 1
     assert set(df["status"]) <= {"ok", "failed"}
+
+
+def test_hung_run_on_ray_times_out_and_the_sweep_goes_on(tmp_path, capsys):
+    import time
+
+    t0 = time.monotonic()
+    assert main(["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+                 "sweep.run_timeout_s=3", "sweep.task=framework_helpers.tasks:hang_on_13",
+                 "policy.periodic_period_ms=13,50,100,200"]) == 1
+    assert time.monotonic() - t0 < 90
+    assert "3 done, 0 skipped (already complete), 1 failed" in capsys.readouterr().err
+    df = runs_table(tmp_path)
+    failed = df.filter(pl.col("status") == "failed").to_dicts()
+    assert [r["policy.periodic_period_ms"] for r in failed] == [13.0]
+    assert "timed out" in failed[0]["error"] and "sweep.run_timeout_s" in failed[0]["error"]
+
+
+def test_a_good_run_whose_worker_died_is_retried_even_alone_in_its_batch(tmp_path, capsys):
+    """A worker killed under a run (here: by the run itself, once) is not the run's fault: the
+    run is retried once, alone, and ends ok (before: a batch of one was failed outright)."""
+    assert main(["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+                 "sweep.task=framework_helpers.tasks:die_once",
+                 "policy.periodic_period_ms=31,37"]) == 0
+    assert "2 done, 0 skipped (already complete), 0 failed" in capsys.readouterr().err
+    assert (runs_table(tmp_path)["status"] == "ok").all()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -94,13 +95,11 @@ def write_parquet(path: Path, frame: Any) -> None:
 
     if not isinstance(frame, pl.DataFrame):
         frame = pl.DataFrame(frame, strict=False)
-    tmp = _tmp(path)
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Encoded in memory, written by Python: a full disk is then an OSError (ENOSPC), where
+    # polars writing the file itself says ComputeError.
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    write_bytes(path, buf.getvalue())
 
 
 def row_frame(row: dict[str, Any]) -> Any:
