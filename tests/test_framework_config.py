@@ -44,15 +44,25 @@ def test_every_config_group_option_composes(group, option):
 # One-at-a-time studies (a `sensitivity` table): experiments/one_at_a_time.py plans them, one
 # sweep per knob (tests/test_sensitivity.py); the planner refuses them.
 ONE_AT_A_TIME = {"sensitivity", "sensitivity_full"}
+# Tuning studies (a search space, tune.params): `disco tune` runs them (tests/test_tune.py).
+TUNED = {o for g, o in OPTIONS if g == "experiment" and o.startswith("tune_")}
 
 
-@pytest.mark.parametrize("option", [o for g, o in OPTIONS
-                                    if g == "experiment" and o not in ONE_AT_A_TIME])
+@pytest.mark.parametrize("option", [o for g, o in OPTIONS if g == "experiment"
+                                    and o not in ONE_AT_A_TIME | TUNED])
 def test_every_experiment_plans_its_sweep(option):
     plan = make_plan([f"+experiment={option}"])
     assert plan.study == option
     assert len(plan.runs) >= 2
     assert len({r.key for r in plan.runs}) == len(plan.runs)
+
+
+@pytest.mark.parametrize("option", sorted(TUNED))
+def test_every_tuning_study_checks_as_a_tuning(option):
+    from disco.framework import tune
+
+    tuning, _ = tune.prepare([f"+experiment={option}"])
+    assert tuning.study == option and tuning.space and tuning.objectives
 
 
 def test_default_composition_is_the_simconfig_default():

@@ -237,3 +237,22 @@ def test_a_good_run_whose_worker_died_is_retried_even_alone_in_its_batch(tmp_pat
                  "policy.periodic_period_ms=31,37"]) == 0
     assert "2 done, 0 skipped (already complete), 0 failed" in capsys.readouterr().err
     assert (runs_table(tmp_path)["status"] == "ok").all()
+
+
+def test_tune_on_ray_asks_its_trials_in_batches_of_the_cpus(tmp_path, local_ray):
+    import optuna
+
+    import disco.results
+
+    args = ["tune", "policy.periodic_period_ms=interval(1,100)", "objective=loss",
+            "sweep.task=framework_helpers.tasks:bowl", "tune.trials=4", "tune.figures=false",
+            f"results_dir={tmp_path}"]
+    assert main(args) == 0
+    done = optuna.load_study(study_name="default",
+                             storage=f"sqlite:///{tmp_path}/default/optuna.db").trials
+    assert [t.state.name for t in done] == ["COMPLETE"] * 4
+    # 2 CPUs, 1 run per trial: trials 0 and 1 are one batch, asked before either was told
+    assert done[1].datetime_start < done[0].datetime_complete
+    assert done[2].datetime_start > done[1].datetime_complete
+    runs = disco.results.load("default", results_dir=tmp_path).collect()
+    assert runs.height == 4 and os.getpid() not in set(runs["pid"])  # the runs ran on Ray

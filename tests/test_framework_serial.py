@@ -141,6 +141,15 @@ def test_every_experiment_runs_at_minimal_size(tmp_path, experiment, capsys):
         assert "experiments/reproduce.py" in capsys.readouterr().err
         assert not tmp_path.joinpath(experiment).exists()
         return
+    if experiment.startswith("tune_"):  # a search space (tune.params): run by `disco tune`
+        assert main(args) == 2
+        assert "run it with `disco tune`" in capsys.readouterr().err
+        assert main(["tune", f"+experiment={experiment}", "sim.replicates=2", "tune.trials=2",
+                     "tune.figures=false", "sweep.serial=true", "sweep.progress=false",
+                     f"results_dir={tmp_path}"]) == 0  # its own 30 s: faults must hit VMs
+        study = next(tmp_path.iterdir())
+        assert len(list(study.glob("runs/*/metrics.parquet"))) == 4
+        return
     assert main(args) == 0
     plan = make_plan(args[1:])
     df = runs_table(tmp_path, plan.study)

@@ -118,6 +118,14 @@ def test_beats_at_every_size_fails_when_one_size_does_not_beat():
     assert V.beats_at_every_size(ties, "cpus", "rt", **CLAIM).verdict == "disagrees"
 
 
+def test_within_at_every_size_fails_when_one_size_costs_more_than_the_bound():
+    fp = {4: [8.4, 8.3, 8.5], 16: [8.9, 8.8, 9.0]}
+    close = sizes({4: [8.9, 8.8, 9.0], 16: [8.95, 8.9, 9.0]}, fp)   # +6 %, +1 %
+    far = sizes({4: [9.6, 9.5, 9.7], 16: [8.95, 8.9, 9.0]}, fp)     # +14 % at 4 CPUs
+    assert V.within_at_every_size(close, "cpus", "rt", 0.10, **CLAIM).verdict == "agrees"
+    assert V.within_at_every_size(far, "cpus", "rt", 0.10, **CLAIM).verdict == "disagrees"
+
+
 BASE = [10.0, 11.0, 9.5, 10.4]
 
 

@@ -98,9 +98,9 @@ def group_names(search: SearchPath | None = None) -> frozenset[str]:
 
 _HYDRA_HINTS = (
     ("hydra/sweeper", "disco plans its own sweeps: -m key=a,b,c, range(), glob() or a study's "
-                      "sweep.params; tuning with Optuna will be `disco tune`"),
+                      "sweep.params; tuning with Optuna is `disco tune`"),
     ("hydra.sweeper", "disco plans its own sweeps: -m key=a,b,c, range(), glob() or a study's "
-                      "sweep.params; tuning with Optuna will be `disco tune`"),
+                      "sweep.params; tuning with Optuna is `disco tune`"),
     ("hydra/launcher", "disco sends runs to Ray itself: ray.address=local|auto|host:port, or "
                        "sweep.serial=true for none"),
     ("hydra.launcher", "disco sends runs to Ray itself: ray.address=local|auto|host:port, or "

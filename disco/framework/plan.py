@@ -212,6 +212,9 @@ class Planner:
         self._scratch: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
         self._leaf: dict[tuple[tuple[str, ...], str], bool] = {}
         self._tasks: dict[str, str | None] = {}
+        # `disco tune` plans its trials with a search space in the config (tune.params);
+        # anything else refuses one whose keys the job leaves open (``_refuse_search_space``).
+        self.tuning = False
 
     # -- parsing and composition -----------------------------------------------------------
 
@@ -425,6 +428,9 @@ class Planner:
                                 "'sensitivity' table): run it with `python "
                                 f"experiments/reproduce.py {fw.get('study')}`, which plans one "
                                 "sweep per knob")
+            if not self.tuning:
+                _refuse_search_space(fw, {_norm(self.parse([t])[0].key_or_group)
+                                          for t in (*groups, *values)})
             cfg = SimConfig.from_dict(sim)
             if "machine" in columns:  # another group may set the machine (workload=solo_1cpu)
                 columns["machine"] = cfg.machine.name
@@ -506,6 +512,18 @@ def _overflow(parsed: list[Any]) -> Exception:
                                "beyond the range of a float (about 1.8e308)")
     return ConfigError("<override>", " ".join(ov.input_line for ov in parsed),
                        "a number beyond the range of a float (about 1.8e308)")
+
+
+def _refuse_search_space(fw: dict[str, Any], given: set[str]) -> None:
+    """A config with a search space (``tune.params``) is a tuning: running it as one config
+    would silently drop the space, unless the job fixes every key of it (as the overrides
+    ``disco tune`` prints for its best trial do)."""
+    space = _flatten((fw.get("tune") or {}).get("params") or {})
+    open_keys = [k for k in space if _norm(k) not in given]
+    if open_keys:
+        raise PlanError(f"study '{fw.get('study')}' has a search space (tune.params: "
+                        f"{', '.join(open_keys)}): run it with `disco tune`, or give each of "
+                        "those keys a value")
 
 
 def _check_sweep_level(plan: Plan, fw: dict[str, Any]) -> None:

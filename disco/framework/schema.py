@@ -54,7 +54,28 @@ class RayConfig:
     runtime_env: dict[str, Any] = field(default_factory=dict)  # merged into the runtime_env
 
 
-FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity")
+@dataclass(slots=True)
+class TuneConfig:
+    """How ``disco tune`` searches (docs/framework.md, Tuning); read by nothing else, so none of
+    it is in a run key. What it optimises is the top-level ``objective`` and ``direction``."""
+
+    trials: int = 20  # trials of the whole study: a resumed study runs only the missing ones
+    sampler: str = "auto"  # auto (tpe; nsga2 for several objectives) | tpe | nsga2 | random
+    seed: int = 0  # the sampler's seed: the same seed and trial batches, the same trials
+    batch: int | None = None  # trials asked at once; null: 1 serial, else a run per Ray CPU
+    population_size: int | None = None  # NSGA-II's; null: trials / 4, between 4 and 50
+    baseline: bool = True  # trial 0 is the config's own values of the tuned keys (if inside)
+    figures: bool = True  # history, Pareto front and importances under <study>/tune/
+    # The search space: {"dotted.key or group": "int(interval(0,64))"}, in the override grammar
+    # (interval, int(interval), tag(log, interval), choice, range), added to the study's
+    # sweep.params (a grid's a,b,c: a choice). Command-line overrides of the same key win: a
+    # search-space override replaces the entry, a value fixes the key; null drops them all.
+    params: dict[str, Any] | None = field(default_factory=dict)
+
+
+FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity", "objective",
+                  "direction", "tune")
+TUNE_KEYS = ("objective", "direction", "tune")  # read by `disco tune` only
 # A study names the folder <results_dir>/<study>/: one path component, nothing to escape with.
 STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -77,6 +98,12 @@ def _schema_fields() -> list[tuple[str, Any, Any]]:
         # conf/experiment/sensitivity.yaml. The planner runs no such study itself; its runner,
         # experiments/one_at_a_time.py, plans one ordinary sweep per knob.
         ("sensitivity", dict[str, Any], field(default_factory=dict)),
+        # What `disco tune` optimises: a metric name or a list of them (several: a Pareto
+        # front), and minimize | maximize for each (null: minimize). Checked by the tuner,
+        # which knows the task's metric names; a str-or-list is not an OmegaConf type.
+        ("objective", Any, field(default=None)),
+        ("direction", Any, field(default=None)),
+        ("tune", TuneConfig, field(default_factory=TuneConfig)),
     ]
     return out
 
@@ -120,6 +147,7 @@ def check_framework(fw: dict[str, Any]) -> None:
                               f"{', '.join(sim_section_names())}) and {', '.join(FRAMEWORK_KEYS)}")
     build(SweepConfig, fw.get("sweep", {}), "sweep")
     build(RayConfig, fw.get("ray", {}), "ray")
+    build(TuneConfig, fw.get("tune") or {}, "tune")
     for key in ("study", "results_dir"):
         if not isinstance(fw.get(key), str) or not fw[key]:
             raise ConfigError(key, fw.get(key), "expected a non-empty string")

@@ -109,3 +109,19 @@ def die_once(cfg: SimConfig) -> SimResult:
         open(marker, "w").close()
         os._exit(3)
     return simulate(cfg)
+
+
+def bowl(cfg: SimConfig) -> SimResult:
+    """No simulation: ``loss = (policy.periodic_period_ms - 40)^2``, least at 40 ms. Over
+    ``interval(1,100)`` the config's own 100 ms is the worst point, so any other trial beats it.
+    ``spread`` adds the balancer threshold: a second objective to trade against ``period``."""
+    x = cfg.policy.periodic_period_ms
+    y = cfg.policy.periodic_threshold
+    return SimResult(metrics={"loss": (x - 40.0) ** 2, "period": x, "spread": (100.0 - x) + y})
+
+
+def slow_bowl(cfg: SimConfig) -> SimResult:
+    """``bowl`` that takes ``$DISCO_TEST_SLEEP_S`` per run: a tuning to kill half-way (the
+    same results and run keys with or without the sleep, so a reference can run fast)."""
+    time.sleep(float(os.environ.get("DISCO_TEST_SLEEP_S", "0")))
+    return bowl(cfg)
