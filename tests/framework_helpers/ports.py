@@ -10,23 +10,10 @@ from pathlib import Path
 
 
 def tree(root: int) -> set[int]:
-    """``root`` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(d.name))
-    out, stack = {root}, [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in out:
-                out.add(child)
-                stack.append(child)
-    return out
+    """``root`` and all its descendants (as the reaper sees them)."""
+    from disco.framework.reaper import _descendants, _table
+
+    return {root, *_descendants(root, _table())}
 
 
 def cmdline(pid: int) -> list[str]:
