@@ -12,29 +12,28 @@ Attaching fails fast: ``ray.address=auto`` is resolved here as the Ray docs desc
 cannot be reached is an error naming it within seconds instead of retries for minutes.
 
 A private local Ray is locked down (token authentication, kernel-chosen ports, a private temp
-dir, no working directory on the workers' path): ``ray_local.py``. Runs past
-``sweep.run_timeout_s`` are found by their claims (``results.holder``) and their task is
-killed; a dead raylet ends the sweep with its summary instead of the driver.
+dir, no working directory on the workers' path): ``ray_local.py``. The runs themselves, once
+Ray is up, are ``ray_tasks.py``'s: batches, timeouts (a run past ``sweep.run_timeout_s`` is
+found by its claim, ``results.holder``, and its task killed), salvage, and a dead raylet that
+ends the sweep with its summary instead of the driver.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import signal
 import socket
 import sys
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from disco.framework import ray_local, results
-from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
+from disco.framework import ray_local
+from disco.framework.execute import RunContext, RunSpec, RunSummary
+from disco.framework.ray_tasks import Batcher, Flight, RayGone, drive
 
 LOCAL = "local"
 
@@ -360,44 +359,6 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-class Batcher:
-    """Cuts the queue of runs into Ray tasks, sized from the runs' measured duration.
-
-    A fixed ``sweep.batch_size`` is used as given. Otherwise the first tasks carry one run
-    each; once run times are known, a task carries about ``TASK_S`` seconds of runs (so 1000
-    runs of 10 ms are a few dozen tasks, and 30 runs of 2 s are 30 tasks), and near the end
-    batches shrink so both CPUs finish together instead of one waiting for a long last batch.
-    """
-
-    TASK_S = 0.25
-    MAX_RUNS = 100
-
-    def __init__(self, specs: list[RunSpec], size: int | None, cpus: int) -> None:
-        self.queue = deque(specs)
-        self.fixed = size
-        self.cpus = cpus
-        self._wall = 0.0
-        self._runs = 0
-
-    def observe(self, run_wall_s: float | None) -> None:
-        if run_wall_s is not None:
-            self._wall += run_wall_s
-            self._runs += 1
-
-    def size(self) -> int:
-        if self.fixed:
-            return self.fixed
-        if not self._runs:
-            return 1
-        mean = self._wall / self._runs
-        size = min(self.MAX_RUNS, max(1, int(self.TASK_S / max(mean, 1e-6))))
-        return max(1, min(size, math.ceil(len(self.queue) / (2 * self.cpus))))
-
-    def next(self) -> list[RunSpec]:
-        n = min(self.size(), len(self.queue))
-        return [self.queue.popleft() for _ in range(n)]
-
-
 def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_root: Path,
         batch_size: int | None, on_summary: Callable[[RunSummary], None],
         tick: Callable[[], None] = lambda: None,
@@ -445,10 +406,11 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     try:
         cpus = cluster_cpus()
         batcher = Batcher(specs, batch_size, cpus)
-        flight = _Flight(ray, ctx, timeout_s)
+        flight = Flight(ray, ctx, timeout_s)
         try:
-            _drive(ray, flight, batcher, cpus, on_summary, tick, stop)
-        except _RayGone as gone:
+            drive(ray, flight, batcher, cpus, on_summary, tick, stop,
+                  raylet=_session.raylet if _session is not None else None)
+        except RayGone as gone:
             if _session is not None:  # its workers outlive the raylet, holding their runs
                 from disco.framework.reaper import kill_marked
 
@@ -468,126 +430,6 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
             stop_ray()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-
-
-class _RayGone(Exception):
-    """The driver's Ray is gone (its raylet died): nothing more can run."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _drive(ray: Any, flight: _Flight, batcher: Batcher, cpus: int,
-           on_summary: Callable[[RunSummary], None], tick: Callable[[], None],
-           stop: Callable[[], bool]) -> None:
-    from ray.exceptions import RayError
-
-    def submit() -> None:  # two tasks per CPU in flight: each worker has the next queued
-        while batcher.queue and len(flight.pending) < 2 * cpus:
-            flight.submit(batcher.next())
-
-    submit()
-    while flight.pending:
-        try:
-            done, _ = ray.wait(list(flight.pending), num_returns=1, timeout=0.5)
-        except RayError as exc:
-            raise _RayGone(f"Ray stopped: {type(exc).__name__}: {exc}") from exc
-        for ref in done:
-            batch = flight.pending.pop(ref)
-            try:
-                summaries = ray.get(ref)
-            except RayError as exc:  # the worker died, was killed, or Ray went
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, results.WriteError):
-                    raise cause from None  # the disk, not the run: the sweep stops
-                summaries = flight.salvage(batch, exc)
-            for s in summaries:
-                batcher.observe(s.row.get("run_wall_s"))
-                on_summary(s)
-        if stop():
-            for ref in flight.pending:  # runs they finish anyway stay complete on disk
-                ray.cancel(ref)
-            return
-        raylet = _session.raylet if _session is not None else None
-        if raylet is not None and not ray_local.alive(raylet):  # Ray's own notice takes ~15 s
-            raise _RayGone(f"Ray stopped: its raylet (pid {raylet}) died")
-        flight.check_timeouts()
-        submit()
-        tick()
-
-
-class _Flight:
-    """The tasks in flight: their batches, which of their runs went past the timeout (found by
-    the run's claim: held by this sweep, first seen when), and which runs were retried."""
-
-    def __init__(self, ray: Any, ctx: RunContext, timeout_s: float | None) -> None:
-        self.ray = ray
-        self.ctx = ctx
-        self.timeout_s = timeout_s
-        # The context goes inline with each task (a few KB): an object in the store would be
-        # lost with the raylet, and Ray then ends the driver trying to recover it.
-        self.remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
-        self.pending: dict[Any, list[RunSpec]] = {}
-        self.running_since: dict[str, float] = {}
-        self.timed_out: dict[str, str] = {}
-        self.retried: set[str] = set()
-        self.lost: list[RunSpec] = []  # a batch taken out when Ray went
-
-    def submit(self, batch: list[RunSpec]) -> None:
-        self.pending[self.remote.remote(batch, self.ctx)] = batch
-
-    def check_timeouts(self) -> None:
-        """Kill the task of any run of ours still running ``timeout_s`` after we first saw it."""
-        if self.timeout_s is None:
-            return
-        now = time.monotonic()
-        for ref, batch in list(self.pending.items()):
-            for spec in batch:
-                if spec.key in self.timed_out:
-                    continue
-                held = results.holder(results.run_dir(self.ctx.results_dir, spec.study, spec.key))
-                if not held or held.get("sweep") != self.ctx.sweep_id:
-                    continue
-                since = self.running_since.setdefault(spec.key, now)
-                if now - since > self.timeout_s:
-                    self.timed_out[spec.key] = (f"timed out: still running after "
-                                                f"{self.timeout_s:g} s (sweep.run_timeout_s)")
-                    self.ray.cancel(ref, force=True)  # kills its worker
-                    break
-
-    def salvage(self, batch: list[RunSpec], exc: Exception) -> list[RunSummary]:
-        """A batch whose worker died or was killed: keep its finished runs, record the one that
-        timed out, retry each other one once, alone; a run whose retry dies too is failed.
-
-        A dead local raylet is not a worker: the sweep ends (``_RayGone``).
-        """
-        from ray.exceptions import LocalRayletDiedError
-
-        reason = f"ray task failed: {type(exc).__name__}: {exc}"
-        if isinstance(exc, LocalRayletDiedError) or not self.ray.is_initialized():
-            self.lost += batch
-            raise _RayGone(f"Ray stopped: {reason}")
-        out = []
-        for spec in batch:
-            path = results.run_dir(self.ctx.results_dir, spec.study, spec.key)
-            if spec.key in self.timed_out:
-                out.append(record_lost(spec, self.ctx, self.timed_out[spec.key]))
-            elif results.read_row(path) is not None or spec.key in self.retried:
-                out.append(record_lost(spec, self.ctx, reason))
-            else:
-                self.retried.add(spec.key)
-                self.submit([spec])
-        return out
-
-    def abandon(self, batcher: Batcher, reason: str) -> list[RunSummary]:
-        """Ray is gone: every run not finished is recorded failed (finished ones are kept)."""
-        specs = [*self.lost, *(spec for batch in self.pending.values() for spec in batch),
-                 *batcher.queue]
-        self.pending.clear()
-        batcher.queue.clear()
-        why = f"{reason} (the sweep ended; run the same command to resume)"
-        return [record_lost(spec, self.ctx, why) for spec in specs]
 
 
 def _resolve_quietly(address: str) -> str:
