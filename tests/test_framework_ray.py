@@ -110,7 +110,7 @@ def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path
     runs = tmp_path / "default" / "runs"
     deadline = time.monotonic() + 90
     tree: set[int] = set()
-    while time.monotonic() < deadline and len(list(runs.glob("*/metrics.parquet"))) < 6:
+    while time.monotonic() < deadline and len(list(runs.glob("*/manifest.json"))) < 6:
         tree |= _tree(proc.pid)
         time.sleep(0.1)
     tree |= _tree(proc.pid)
@@ -123,7 +123,7 @@ def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path
     alive = [p for p in tree if os.path.exists(f"/proc/{p}")
              and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
     assert not alive, f"left behind: {alive}"
-    done_before = len(list(runs.glob("*/metrics.parquet")))
+    done_before = len(list(runs.glob("*/manifest.json")))
     assert done_before < n
 
     assert main([arg for arg in args if not arg.startswith("ray.")]) == 0  # the session Ray
