@@ -35,11 +35,14 @@ def times(df: pl.DataFrame) -> pl.DataFrame:
         df = df.with_columns(pl.lit(PAPER_MACHINE[MEM]).alias(MEM))
     if NODES not in df.columns:
         df = df.with_columns(pl.lit(PAPER_MACHINE[NODES]).alias(NODES))
-    censored = (pl.col("faults_recovering") > 0 if "faults_recovering" in df.columns
-                else pl.lit(False))
+    # A censored fault (its recovery unfinished at the end of the run) has no time: its runs
+    # report NaN (no recovery finished) or a max over the others; either way it is left out.
+    col = next((c for c in ("faults_censored", "faults_recovering") if c in df.columns), None)
+    censored = pl.col(col) > 0 if col else pl.lit(False)
     return (df.filter(pl.col("faults_injected") > 0)
             .with_columns(censored.alias("censored"))
-            .with_columns(pl.when(pl.col("censored")).then(None)
+            .with_columns(pl.when(pl.col("censored") | pl.col("recovery_time_ms_max").is_nan())
+                          .then(None)
                           .otherwise(pl.col("recovery_time_ms_max") / 1000).alias("recovery_s")))
 
 

@@ -32,8 +32,13 @@ DEAD_BELOW = 0.01  # when the runs do not say (their dead_below column: the YAML
 
 def derived(df: pl.DataFrame, study: Path | None) -> pl.DataFrame:
     """The derived metrics a knob may name: ``vms_lost_per_fault`` (VMs lost per fault that
-    hit a live part of the machine; null without one) and ``vm_runtime_all_s`` (figures)."""
+    hit a live part of the machine and finished recovering; null without one) and
+    ``vm_runtime_all_s`` (figures)."""
+    # Faults that hit a live part of the machine and whose recovery finished: a censored one
+    # (still recovering at the end) has lost no VMs yet, its dependents are pending.
     eff = pl.col("faults_injected") - pl.col("faults_ignored")
+    if "faults_censored" in df.columns:
+        eff = eff - pl.col("faults_censored")
     if {"faults_injected", "faults_ignored", "vms_lost"} <= set(df.columns):
         df = df.with_columns(pl.when(eff > 0).then(pl.col("vms_lost") / eff)
                              .otherwise(None).alias("vms_lost_per_fault"))

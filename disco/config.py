@@ -173,6 +173,12 @@ class WorkloadProfile:
     shared_mb: Annotated[int, NonNegative] = 32
     free_per_s: Annotated[float, Fraction] = 0.0
     guest_paging_mb_per_s: Annotated[float, NonNegative] = 0.0
+    # Growth, frees and guest paging above are per second of the VM's *progress* (a second of
+    # running unimpeded), not of wall time: a VM waiting for memory makes no new demands.
+    # [A] Locality per VCPU: share of a VCPU's private-memory accesses that go to its own part
+    # of the working set (the chunks it first touched, on its node); the rest spread over the
+    # VM's whole working set (data its VCPUs share).
+    private_access_fraction: Annotated[float, Fraction] = 0.8
 
 
 def _default_profiles() -> dict[str, WorkloadProfile]:
@@ -293,6 +299,9 @@ class PolicyConfig:
     numa_horizon_s: Annotated[float, NonNegative] = 5.0
     # [A] memory-to-memory copy: the cost of a move or replica
     copy_mb_per_s: Annotated[float, Positive, _DIVISOR] = 400.0
+    # [A] a VCPU's chunks follow it only once it has stayed on its node this long (Disco moved
+    # a page once its miss counters said it was hot there: a VCPU in transit is not yet)
+    numa_settle_ms: Annotated[float, NonNegative] = 500.0
     borrow_policy: str = "paper"  # paper | none (own cells only) | anywhere (ignore containment)
     # [S] a cell with less free than this borrows
     borrow_trigger_mb: Annotated[int, NonNegative] = 16
@@ -300,6 +309,13 @@ class PolicyConfig:
     borrow_unit_mb: Annotated[int, Positive] = 4
     # [S] a cell lends only while it keeps this much free
     lend_floor_mb: Annotated[int, NonNegative] = 32
+    # [A] A loan takes an RPC (rpc_us) plus the lender handing the frames over (firewall and
+    # free-list updates, page by page) at this rate: a 4 MB unit in ~10 ms, what the paper sized
+    # its thresholds to. An allocation that finds only loans in flight waits for them.
+    loan_mb_per_s: Annotated[float, Positive, _DIVISOR] = 400.0
+    # [A] native CPU time in which a running VCPU references all of its working set: one that
+    # ran this long since the last memory tick faults on every paged-out chunk of it
+    working_set_touch_s: Annotated[float, Positive] = 0.1
     paging: bool = True  # page to disk when every cell is short (else allocations wait)
     paging_skip_freed: bool = True  # never write chunks the guest has freed
     paging_shared_once: bool = True  # a shared chunk is written once, with its sharing info

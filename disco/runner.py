@@ -18,7 +18,7 @@ from disco.hardware import Machine
 from disco.policies import make_policy
 from disco.result import SimResult
 from disco.vmm.accounting import CpuAccounts
-from disco.vmm.allocation import Allocator
+from disco.vmm.allocation import Allocator, MemoryWaits
 from disco.vmm.borrowing import Borrowing
 from disco.vmm.bus import Bus
 from disco.vmm.cell_lifecycle import CellLifecycle
@@ -73,6 +73,7 @@ class Simulation:
     borrowing: Borrowing
     numa: NumaPolicy
     pager: Pager
+    waits: MemoryWaits
     alloc: Allocator
     behaviour: GuestBehaviour
     memory: Memory
@@ -130,7 +131,7 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
 
     # Where memory is, and what remote memory costs a running VCPU (its progress rate).
     frames = FrameStore(machine, p.chunk_mb)
-    guest = GuestMemory(frames, cpus, state.vms)
+    guest = GuestMemory(loop, frames, cpus, state.vms)
     remote = RemoteAccessCost(machine, cpus, guest.records, state.vms, p.memory_stall_fraction)
 
     # CPUs: execution, the scheduler and the balancers.
@@ -150,13 +151,16 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
 
     # Memory: borrowing, NUMA copies, paging, the allocator over them, the guest's behaviour.
     disks = Disks(p, bus)
-    borrowing = Borrowing(p, policy.borrows_memory, frames, guest)
-    numa = NumaPolicy(p, frames, guest, remote, execution, borrowing.floor + borrowing.unit)
+    tick_s = p.memory_tick_ms * 1e-3
+    borrowing = Borrowing(p, policy.borrows_memory, loop, frames, guest)
+    numa = NumaPolicy(p, loop, frames, guest, remote, execution,
+                      borrowing.floor + borrowing.unit)
     pager = Pager(p, loop, frames, guest, disks)
-    alloc = Allocator(loop, frames, guest, borrowing, numa, pager, disks, execution)
-    behaviour = GuestBehaviour(loop, alloc, pager, disks)
-    memory = Memory(loop, streams, p.memory_tick_ms * 1e-3, frames, guest, alloc, behaviour,
-                    numa, borrowing, remote, disks, execution)
+    waits = MemoryWaits(loop, execution)
+    alloc = Allocator(loop, frames, guest, borrowing, numa, pager, disks, waits, tick_s)
+    behaviour = GuestBehaviour(loop, guest, alloc, pager, disks, tick_s, p.working_set_touch_s)
+    memory = Memory(loop, streams, tick_s, frames, guest, alloc, waits, behaviour, numa,
+                    borrowing, remote, execution)
 
     # Faults: who depends on what, the cells' lifecycle, recovery, whole-VM migration.
     containment = Containment(loop, state, guest, f.data_follow_s)
@@ -174,6 +178,7 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     bus.on_vm_arrived(containment.on_vm_arrived)
     bus.on_vm_arrived(recovery.on_vm_arrived)
     bus.on_vcpu_moved(containment.on_vcpu_moved)
+    bus.on_vcpu_moved(numa.on_vcpu_moved)
     bus.on_vm_exited(memory.on_vm_exited)
     bus.on_vm_exited(recovery.on_vm_exited)
     bus.on_vm_migrated(memory.on_vm_migrated)
@@ -203,12 +208,12 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     vm_migration.start(f.evacuate, layout)
 
     reporters: list[Reporting] = [cpu_report, migrator, idle, periodic, gang, remote, guest,
-                                  borrowing, numa, pager, disks, alloc, recovery, vm_migration,
-                                  placement]
+                                  borrowing, numa, pager, disks, waits, alloc, recovery,
+                                  vm_migration, placement]
     sim = Simulation(cfg, loop, streams, policy, machine, bus, state, acct, execution, factory,
                      migrator, idle, gang, periodic, placement, frames, guest, remote, disks,
-                     borrowing, numa, pager, alloc, behaviour, memory, containment, lifecycle,
-                     recovery, vm_migration, cpu_report, reporters)
+                     borrowing, numa, pager, waits, alloc, behaviour, memory, containment,
+                     lifecycle, recovery, vm_migration, cpu_report, reporters)
     if cfg.sim.check_invariants:
         loop.after_event = sim.checker().check
     return sim

@@ -1,11 +1,14 @@
 """Borrowing memory between cells (PAPER.md, Memory management; disco/vmm/borrowing.py)."""
 
+import pytest
+from conftest import merge
 from memory_helpers import config, run, with_policy
 from parts import world
 
-from disco import simulate
+from disco import SimConfig, simulate
 from disco.config import PolicyConfig
 from disco.engine import RandomStreams
+from disco.runner import build
 from disco.vmm.borrowing import Borrowing
 from disco.vmm.frames import FrameStore
 from disco.vmm.guest_memory import GuestMemory
@@ -32,6 +35,9 @@ def test_no_borrowing_below_trigger_never_happens():
     bw = mon.borrowing
     assert m["borrow_operations"] > 0
     assert 0 <= bw.max_borrower_free < bw.trigger
+    # Trigger 0 borrows only on demand: when the cell has nothing left.
+    mon, m = run(config(with_policy(BIG_DB, borrow_trigger_mb=0)))
+    assert m["borrow_operations"] > 0 and mon.borrowing.max_borrower_free == 0
 
 
 def test_lender_never_drops_below_floor():
@@ -112,6 +118,42 @@ def test_raising_the_trigger_borrows_earlier():
     assert high["borrow_operations"] > 0
 
 
+def _loans(seed: int, trigger: int, **policy) -> tuple[dict, float]:
+    """BIG_DB (not audited) with the lend floor above every trigger: its metrics and when it
+    asked for its first loan."""
+    cfg = merge(BIG_DB, {"sim": {"seed": seed},
+                         "policy": {"borrow_trigger_mb": trigger,
+                                    "lend_floor_mb": max(64, trigger), **policy}})
+    sim = build(SimConfig.from_dict(cfg))
+    sim.run()
+    m = sim.metrics()
+    assert m["vms_completed"] == 1 and m["pages_out"] == 0
+    return m, sim.borrowing.first_loan_s
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_borrow_trigger_changes_when_loans_are_taken(seed):
+    (m0, t0), (m16, t16), (m64, t64) = (_loans(seed, t) for t in (0, 16, 64))
+    # Trigger 0 borrows on demand (it is not "off") and waits for every loan ...
+    assert m0["borrow_operations"] > 0 and m0["loan_wait_s"] > 0.1
+    # ... a higher trigger borrows earlier, ahead of demand, holding more on loan and in
+    # reserve, and its allocations do not wait.
+    assert t64 < t16 < t0
+    assert m16["loan_wait_s"] < m0["loan_wait_s"] / 10
+    assert m64["memory_borrowed_mb"] > m16["memory_borrowed_mb"] >= m0["memory_borrowed_mb"]
+    assert m64["memory_reserved_mb"] > m16["memory_reserved_mb"] > m0["memory_reserved_mb"]
+    assert m16["vm_runtime_mean_s"] < m0["vm_runtime_mean_s"]
+
+
+def test_slower_loans_wait_longer_and_a_higher_trigger_hides_them():
+    fast = {t: _loans(0, t)[0] for t in (0, 4)}
+    slow = {t: _loans(0, t, loan_mb_per_s=100.0)[0] for t in (0, 4, 16)}
+    assert slow[0]["loan_wait_s"] > 2 * fast[0]["loan_wait_s"] > 0.0
+    assert slow[0]["loan_wait_s"] > slow[4]["loan_wait_s"] > slow[16]["loan_wait_s"] == 0.0
+    assert fast[4]["loan_wait_s"] == 0.0  # at 400 MB/s a 4 MB lead is enough
+    assert slow[0]["vm_runtime_mean_s"] > slow[16]["vm_runtime_mean_s"]
+
+
 def test_a_lender_failure_kills_the_borrower_and_its_memory_goes_offline():
     cfg = config({**BIG_DB, "faults": {"scheduled": [{"type": "node", "node": 2, "at_s": 3.0}]}})
     mon, m = run(cfg, until=4.0)
@@ -162,9 +204,9 @@ def _short_cell(trigger_mb=16, floor_mb=32):
     its frames: its own free (3) is below the trigger (4 frames)."""
     w = world(nodes=2, cpus_per_node=1, nodes_per_cell=1, memory_per_node_mb=64)
     frames = FrameStore(w.machine, chunk_mb=4)
-    guest = GuestMemory(frames, w.cpus, w.state.vms)
+    guest = GuestMemory(w.loop, frames, w.cpus, w.state.vms)
     p = PolicyConfig(borrow_trigger_mb=trigger_mb, lend_floor_mb=floor_mb)
-    bw = Borrowing(p, True, frames, guest)
+    bw = Borrowing(p, True, w.loop, frames, guest)
     vm = w.queue(w.vm(1, memory_mb=80), [0])
     vm.pref_cells = (0, 1)
     r = guest.add(vm, 20, RandomStreams(0).get("memory/0"))
@@ -176,24 +218,40 @@ def _short_cell(trigger_mb=16, floor_mb=32):
 def test_borrowing_alone_a_short_cell_borrows_a_unit_and_the_vm_then_depends_on_the_lender():
     frames, guest, bw, r = _short_cell()
     assert frames.cell_free == [3, 16]
-    assert bw.replenish(0, r) and r.lenders == [1]
+    assert bw.replenish(0, r, 0.0) and r.lenders == [1]
     assert frames.loan_free == {0: {1: 1}} and frames.cell_free == [3, 15]
-    f = bw.take(r, near=0)
+    f = bw.take(r, 0, 0.0)
     assert frames.node_of(f) == 1 and frames.manager[f] == 0  # on the lender, managed by 0
     guest.map_private(r, 13, f)
     assert guest.memory_cells(r.vm) == {0, 1}
-    assert bw.operations == 1 and bw.max_borrower_free < bw.trigger
+    # Taking it left the reserve empty while the cell is still short: a unit is on its way
+    # again, ahead of demand.
+    assert bw.operations == 2 and frames.loan_free == {0: {1: 1}}
+    assert bw.max_borrower_free < bw.trigger
+
+
+def test_borrowing_alone_a_loan_is_usable_once_the_lender_has_handed_it_over():
+    frames, guest, bw, r = _short_cell()  # rpc 16 us, 400 MB/s: a 4 MB unit in 10 ms
+    assert bw.replenish(0, r, 1.0)  # asked for at 1 s, in the books at once ...
+    assert frames.loan_free == {0: {1: 1}}
+    f = bw.take(r, 0, 1.0)  # ... but an allocation now takes it in flight
+    assert f >= 0 and bw.ready_at == pytest.approx(1.0 + 16e-6 + 0.01)
+    guest.map_private(r, 13, f)
+    # Taking it asked for the next unit (a unit ahead of demand, the cell being short): an
+    # allocation once that has arrived waits for nothing.
+    assert frames.loan_free == {0: {1: 1}} and bw.operations == 2
+    assert bw.take(r, 0, 1.02) >= 0 and bw.ready_at == 0.0
 
 
 def test_borrowing_alone_a_lender_keeps_its_floor():
     frames, guest, bw, r = _short_cell(floor_mb=64)  # lending a frame would leave 15 < 16
-    assert not bw.replenish(0, r) and bw.take(r, near=0) == -1
+    assert not bw.replenish(0, r, 0.0) and bw.take(r, 0, 0.0) == -1
     assert frames.on_loan == 0 and not r.lenders
 
 
 def test_borrowing_alone_a_borrower_no_longer_short_gives_its_reserve_back():
     frames, guest, bw, r = _short_cell()
-    bw.replenish(0, r)
+    bw.replenish(0, r, 0.0)
     for j in range(10):  # the VM frees most of its memory: cell 0 is no longer short
         guest.unmap_private(r, j, int(r.frame[j]))
     bw.settle()
@@ -202,8 +260,8 @@ def test_borrowing_alone_a_borrower_no_longer_short_gives_its_reserve_back():
 
 def test_borrowing_alone_a_failed_lender_takes_its_loans_with_it():
     frames, guest, bw, r = _short_cell()
-    bw.replenish(0, r)
-    guest.map_private(r, 13, bw.take(r, near=0))
+    bw.replenish(0, r, 0.0)
+    guest.map_private(r, 13, bw.take(r, 0, 0.0))
     for f in range(16, 32):  # the bus's order: the lender's frames are lost first ...
         if frames.owner[f] >= 0:
             guest.lose(f)

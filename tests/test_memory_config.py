@@ -21,6 +21,12 @@ from disco import ConfigError, SimConfig, simulate
         ({"policy": {"paging_disks": 0}}, "policy.paging_disks", 0),
         ({"policy": {"memory_stall_fraction": 1.5}}, "policy.memory_stall_fraction", 1.5),
         ({"policy": {"borrow_policy": "always"}}, "policy.borrow_policy", "always"),
+        # issue 18's knobs: loans take time, faults per unit of work, settling, locality
+        ({"policy": {"loan_mb_per_s": 0}}, "policy.loan_mb_per_s", 0),
+        ({"policy": {"working_set_touch_s": 0}}, "policy.working_set_touch_s", 0),
+        ({"policy": {"numa_settle_ms": -1}}, "policy.numa_settle_ms", -1),
+        ({"workload": {"profiles": {"database": {"private_access_fraction": 1.5}}}},
+         "workload.profiles.database.private_access_fraction", 1.5),
         ({"workload": {"vms": [{"memory_mb": -256}]}}, "workload.vms[0].memory_mb", -256),
         ({"workload": {"profiles": {"database": {"shared_mb": -1}}}},
          "workload.profiles.database.shared_mb", -1),

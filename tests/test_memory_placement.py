@@ -3,11 +3,18 @@
 import math
 
 import pytest
-from conftest import without_wall_time
-from memory_helpers import config, run, with_policy
+from conftest import merge, without_wall_time
+from memory_helpers import DB_FIXED, config, run, with_policy
 
 from disco import SimConfig, simulate
+from disco.runner import build
+from disco.vmm.state import BLOCKED, IDLE
 
+# A 4-VCPU Database of 384 MB homed in one 256 MB cell: it borrows from the other.
+BIG_DB_BORROWS = {"machine": {"memory_per_node_mb": 128},
+                  "workload": {"vms": [{"workload": "database", "vcpus": 4, "memory_mb": 384,
+                                        "work_s": 3.0}]},
+                  "sim": {"duration_s": 10.0}}
 ONE_VM = {"workload": {"vms": [{"workload": "database", "vcpus": 4, "memory_mb": 256,
                                 "work_s": 2.0}]},
           "sim": {"duration_s": 10.0}}
@@ -52,13 +59,12 @@ def _factor_far_away(workload: str) -> tuple[float, float]:
     node = mon.cpus[mon.vms[0].vcpus[0].cpu].node
     local = cost.factor(mon.vms[0].vcpus[0])
     far = node ^ 3  # two hypercube hops away
-    cost.compute(r, node)
-    # Pretend every chunk sits on ``far``: the model's answer for all-remote memory.
-    r.node_count = {far: r.resident}
+    # Pretend every hot chunk sits on ``far``: the model's answer for all-remote memory.
+    r.hot_all = {far: r.hot_all_n}
+    r.hot_node = [{far: k} if k else {} for k in r.hot_res]
     r.region.node_count = {far: r.region.resident}
     cost.forget(r)
-    cost.compute(r, node)
-    return local, r.factor[node]
+    return local, cost.compute(r, 0, node)
 
 
 def test_raytrace_barely_notices_remote_memory_database_does():
@@ -103,6 +109,79 @@ def test_numa_migration_pulls_borrowed_memory_home_when_it_pays():
     lent_on = on_mon.guest.records[0].cell_count.get(1, 0)
     lent_off = off_mon.guest.records[0].cell_count.get(1, 0)
     assert lent_on < lent_off
+
+
+# One cell of 4 x 256 MB nodes; a 2-VCPU Database (memory intensity 1, 70 % hot, no shared
+# region) with the balancers off: its VCPUs stay where they are put.
+MOVED = {"machine": {"nodes": 4, "cpus_per_node": 2, "memory_per_node_mb": 256},
+         "cells": {"count": 1},
+         "workload": {"profiles": {"database": {**DB_FIXED, "memory_intensity": 1.0,
+                                                "working_set_fraction": 0.7, "shared_mb": 0}},
+                      "vms": [{"workload": "database", "vcpus": 2, "memory_mb": 192,
+                               "work_s": 3.0}]},
+         "policy": {"idle_balancer": False, "periodic_balancer": False,
+                    "numa_replication": False},
+         "sim": {"duration_s": 30.0}}
+
+
+def _moved_run(seed: int, migration: bool) -> dict:
+    """At 0.3 s VCPU 1 is moved, the next time it is off its CPU, two hops away from the
+    node its working set was first touched on."""
+    cfg = merge(MOVED, {"sim": {"seed": seed}, "policy": {"numa_migration": migration}})
+    sim = build(SimConfig.from_dict(cfg))
+
+    def move(v, dest: int) -> None:
+        if v.state not in (BLOCKED, IDLE):
+            sim.loop.schedule(0.001, move, v, dest)
+            return
+        sim.migrator.carry(v, sim.cpus[dest])
+
+    def start() -> None:
+        v = sim.vms[0].vcpus[1]
+        node = sim.cpus[v.cpu].node
+        move(v, next(c.index for c in sim.cpus if sim.machine.hops(c.node, node) == 2))
+
+    sim.loop.schedule(0.3, start)
+    sim.run()
+    return sim.metrics()
+
+
+@pytest.mark.parametrize("seed", (0, 1, 2))
+def test_numa_migration_lowers_remote_share_and_run_time_for_a_moved_vcpu(seed):
+    on, off = _moved_run(seed, True), _moved_run(seed, False)
+    assert on["vms_completed"] == off["vms_completed"] == 1
+    assert on["chunk_migrations"] > 0 and off["chunk_migrations"] == 0
+    assert on["remote_access_fraction"] < 0.5 * off["remote_access_fraction"]
+    assert on["vm_runtime_mean_s"] < 0.98 * off["vm_runtime_mean_s"]
+
+
+def test_each_vcpu_first_touches_its_own_working_set_on_its_own_node():
+    mon, _ = run(config(with_policy(ONE_VM, numa_replication=False)), until=0.5)
+    r = mon.guest.records[0]
+    for v in mon.vms[0].vcpus:
+        node = mon.cpus[v.cpu].node
+        assert r.hot_res[v.index] > 0 and set(r.hot_node[v.index]) == {node}
+    # Its own part is local: its private accesses are remote only in the share spread over
+    # its siblings' parts (1 - private_access_fraction); the kernel's as the region lies.
+    i, node = 0, mon.cpus[mon.vms[0].vcpus[0].cpu].node
+    mon.remote.compute(r, i, node)
+    others = 1.0 - r.hot_all.get(node, 0) / r.hot_all_n
+    reg = r.region
+    kernel = 1.0 - reg.node_count.get(node, 0) / reg.resident
+    pf, kf = 0.8, mon.vms[0].profile.kernel_fraction
+    assert r.remote[i * 4 + node] == pytest.approx(kf * kernel + (1 - kf) * (1 - pf) * others)
+
+
+def test_lost_share_is_the_share_of_a_vms_memory_on_the_failed_cells():
+    mon, _ = run(config(BIG_DB_BORROWS), until=3.0)
+    vm = mon.vms[0]
+    r = mon.guest.records[vm.id]
+    on_lender = r.cell_count.get(1, 0)
+    total = r.resident + r.region.resident
+    assert 0 < on_lender < total
+    assert mon.guest.lost_share(vm, [1]) == pytest.approx(on_lender / total)
+    assert mon.guest.lost_share(vm, [0, 1]) == pytest.approx(1.0)
+    assert mon.guest.lost_share(vm, []) == 0.0
 
 
 def test_slowdown_is_near_one_alone_and_grows_under_contention():

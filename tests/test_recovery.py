@@ -4,9 +4,10 @@ and evacuation (PAPER.md, Faults and recovery)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
-from conftest import small_config
+from conftest import merge, small_config
 from parts import Footprint, world
 
 from disco import SimConfig, simulate
@@ -375,3 +376,59 @@ def test_recovery_cost_grows_with_memory_per_node_and_rounds_with_live_cells():
     assert small.agreement_s(8) - small.agreement_s(2) == pytest.approx(
         f.agreement_rounds * 6 * f.rpc_us * 1e-6)
     assert small.detection_s("firmware") > small.detection_s("node")
+
+
+# One node fault at 1 s on 4 GB nodes: diagnosis scans 4 GB per node at 2 GB/s, ~2.1 s of
+# recovery; at 2 s the run ends with the recovery under way.
+LATE_FAULT = {"machine": {"nodes": 4, "cpus_per_node": 2, "memory_per_node_mb": 4096},
+              "cells": {"count": 2},
+              "workload": {"vms": [{"workload": "raytrace", "count": 2, "vcpus": 2,
+                                    "memory_mb": 256, "work_s": 20.0}]},
+              "faults": {"scheduled": [{"type": "node", "node": 0, "at_s": 1.0}]},
+              "sim": {"duration_s": 2.0}}
+
+
+def test_unfinished_recovery_is_censored_not_zero():
+    r = simulate(SimConfig.from_dict(LATE_FAULT))
+    m = r.metrics
+    assert m["faults_censored"] == 1 and m["faults_contained"] == 0
+    assert math.isnan(m["recovery_time_ms_mean"]) and math.isnan(m["recovery_time_ms_max"])
+    assert m["vms_lost"] == 0 and m["vms_pending_loss"] == m["vms_lost_dependent"] > 0
+    assert sum(r.vms["pending_loss"]) == m["vms_pending_loss"]
+    assert r.tables["faults"]["censored"] == [True]
+    assert math.isnan(r.tables["faults"]["recovery_time_ms"][0])
+    # Long enough, the same fault finishes: a recovery time, its dependents lost, contained.
+    done = simulate(SimConfig.from_dict({**LATE_FAULT, "sim": {"duration_s": 5.0}})).metrics
+    assert done["faults_censored"] == done["vms_pending_loss"] == 0
+    assert done["faults_contained"] == 1
+    assert 2000.0 < done["recovery_time_ms_mean"] < 2500.0
+    assert done["vms_lost"] == done["vms_lost_dependent"] == m["vms_lost_dependent"]
+
+
+def test_a_run_whose_last_vm_ends_during_recovery_waits_for_it_to_finish():
+    # The only VM, in the cell the fault spares, dies of a guest OS crash at 1.5 s, during the
+    # recovery of the node fault at 1 s: the run goes on until that recovery ends, so the
+    # recovery is timed, not censored.
+    cfg = merge(LATE_FAULT, {
+        "workload": {"vms": [{"workload": "raytrace", "vcpus": 2, "memory_mb": 256,
+                              "work_s": 20.0, "home_cell": 1}]},
+        "faults": {"scheduled": [{"type": "node", "node": 0, "at_s": 1.0},
+                                 {"type": "software", "vm": 0, "at_s": 1.5}]},
+        "sim": {"duration_s": 60.0}})
+    m = simulate(SimConfig.from_dict(cfg)).metrics
+    assert m["vms_lost"] == 1 and m["faults_censored"] == 0
+    hw = 1.0 + m["recovery_time_ms_max"] / 1e3  # the node fault's recovery ends last
+    assert 2000.0 < m["recovery_time_ms_max"] < 2500.0
+    assert m["sim_time_s"] == pytest.approx(hw)
+
+
+def test_the_recovery_study_lets_its_slowest_recovery_finish():
+    """The study's slowest corner (64 nodes x 4096 MB: a 2 s memory scan after a fault at
+    10 s) ends recovered within the study's duration: timed, contained, nothing censored."""
+    from disco.framework.compose import compose
+
+    m = simulate(compose(["+experiment=recovery", "machine.nodes=64",
+                          "machine.memory_per_node_mb=4096"])).metrics
+    assert m["faults_censored"] == 0 and m["faults_contained"] == 1
+    assert 2000.0 < m["recovery_time_ms_max"] < 2500.0
+    assert m["vms_lost"] == m["vms_lost_dependent"]

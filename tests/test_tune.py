@@ -246,11 +246,12 @@ def test_the_space_merges_the_studys_grid_its_tune_params_and_the_command_line()
     # a grid study's sweep.params are choices, as Hydra's Optuna sweeper reads its params
     assert space("+experiment=memory_borrowing") == {
         "machine.memory_per_node_mb": "Cat", "policy.borrow_policy": "Cat",
-        "policy.borrow_trigger_mb": "Cat"}
+        "policy.borrow_trigger_mb": "Cat", "policy.loan_mb_per_s": "Cat"}
     # the command line replaces an entry with a search space, or fixes it with a value
     assert space("+experiment=memory_borrowing", "policy.borrow_trigger_mb=int(interval(0,32))",
                  "policy.borrow_policy=paper") == {"machine.memory_per_node_mb": "Cat",
-                                                   "policy.borrow_trigger_mb": "Int"}
+                                                   "policy.borrow_trigger_mb": "Int",
+                                                   "policy.loan_mb_per_s": "Cat"}
     assert space("+experiment=tune_borrowing", "tune.params=null", "policy.gang=true,false",
                  "direction=null") == {"policy.gang": "Cat"}
 

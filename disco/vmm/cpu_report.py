@@ -73,6 +73,9 @@ class CpuReport:
             "makespan_s": max(vm.finish_s for vm in done) if len(done) == len(vms) else now,
             "vms_total": len(vms),
             "vms_completed": len(done),
+            # native CPU-seconds of guest work done (the same demand, per unit of which
+            # costs such as disk writes compare across runs that did not all finish)
+            "work_done_cpu_s": sum(vm.work_s - v.work_left for vm in vms for v in vm.vcpus),
         })
         cols: dict[str, list] = {k: [] for k in (
             "vm", "name", "workload", "vcpus", "memory_mb", "work_s", "arrival_s", "finish_s",

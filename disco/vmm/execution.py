@@ -105,6 +105,9 @@ class Execution:
         if cpu.last is not v:
             extra_debt += self.switch_cost
             cpu.last = v
+        if v.stall_until > now:  # a memory wait that began off the CPU: what is left of it
+            extra_debt += v.stall_until - now
+            v.stall_until = 0.0
         v.debt += extra_debt
         v.state = RUNNING
         cpu.waiting -= 1
@@ -181,6 +184,16 @@ class Execution:
             self.resegment(v)
         else:
             v.debt += seconds
+
+    def stall(self, v: VCPU, add: float, until: float) -> None:
+        """``v`` cannot progress before ``until`` (a memory wait, ``add`` seconds more than it
+        already waited: ``allocation.Allocator.wait``). Running, it holds its CPU (debt,
+        monitor overhead); off its CPU, what is left of the wait when it next starts becomes
+        debt then, so a wait is never paid twice nor after it ended."""
+        if v.state == RUNNING:
+            self.charge(v, add)
+        elif until > v.stall_until:
+            v.stall_until = until
 
     def respin(self, vm: VM) -> None:
         """Gang scheduling off: a running VCPU spins while any sibling waits descheduled."""
@@ -274,7 +287,7 @@ class Execution:
     def _vm_closed(self) -> None:
         state = self.state
         state.vms_open -= 1
-        if state.vms_open == 0:
+        if state.vms_open == 0 and not state.recovering:  # else recovery ends the run
             self.loop.stop()
 
     def kill_vm(self, vm: VM) -> None:

@@ -13,7 +13,8 @@ stacks keyed by managing cell. The books kept here, incrementally:
 
 - ``cell_free[c]``: free frames of ``c``'s own, on its nodes (0 while ``c`` is offline);
 - ``lent[b][l]``: frames on ``l``'s nodes managed by borrower ``b``; ``loan_free[b][l]``: of
-  them free (the borrower's reserve from that lender); ``on_loan``: all frames lent.
+  them free (the borrower's reserve from that lender); ``on_loan``: all frames lent;
+  ``reserved``: all reserves (frames borrowed and not in use).
 
 The invariant checker recounts all of them from the frames (``invariants.audit_memory``).
 *When* to lend and to whom is the borrowing policy's (``borrowing.py``).
@@ -53,6 +54,7 @@ class FrameStore:
         self.lent: dict[int, dict[int, int]] = {}  # borrower -> lender -> frames managed
         self.loan_free: dict[int, dict[int, int]] = {}  # borrower -> lender -> of them free
         self.on_loan = 0
+        self.reserved = 0  # sum of loan_free: borrowed frames not in use
         self._order: dict[tuple[int, int], list[int]] = {}
 
     def node_of(self, f: int) -> int:
@@ -84,6 +86,7 @@ class FrameStore:
                     self.cell_free[cell] -= 1
                 else:
                     self.loan_free[mgr][cell] -= 1
+                    self.reserved -= 1
                 return f
         return -1
 
@@ -126,6 +129,7 @@ class FrameStore:
             self.cell_free[cell] += 1
         else:
             self.loan_free[mgr][cell] += 1
+            self.reserved += 1
 
     # -- loans: management moving between cells ---------------------------------------------
     def reserves(self, b: int) -> dict[int, int]:
@@ -152,6 +156,7 @@ class FrameStore:
         pools = self.loan_free.setdefault(b, {})
         pools[lender] = pools.get(lender, 0) + moved
         self.on_loan += moved
+        self.reserved += moved
         return moved
 
     def give_back(self, b: int, lender: int, frames: int) -> int:
@@ -171,6 +176,7 @@ class FrameStore:
         self.loan_free[b][lender] -= moved
         self.lent[b][lender] -= moved
         self.on_loan -= moved
+        self.reserved -= moved
         self.cell_free[lender] += moved
         return moved
 
@@ -193,6 +199,7 @@ class FrameStore:
                     self.loan_free[mgr][cell] -= len(stack)
                     self.lent[mgr][cell] -= len(stack)
                     self.on_loan -= len(stack)
+                    self.reserved -= len(stack)
                     for f in stack:
                         self.manager[f] = cell
                     self.free[n].setdefault(cell, []).extend(stack)

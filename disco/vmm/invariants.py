@@ -165,20 +165,32 @@ class InvariantChecker:
                     own_free[cell] += len(stack)
                 elif stack:
                     loan_free[(mgr, cell)] = loan_free.get((mgr, cell), 0) + len(stack)
+        # Every resident chunk has a live entry in its holder's FIFO (else never evictable).
+        entries = {(vid, e[0], e[1]) for vid, r in guest.records.items() for e in r.fifo}
         for vid, r in guest.records.items():
             resident = np.flatnonzero(r.frame >= 0).tolist()
+            missing = 0
             for j in resident:
                 f = int(r.frame[j])
                 seen[f] += 1
                 if fs.owner[f] != vid or fs.index[f] != j:
                     self.fail(f"vm {vid} chunk {j} in frame {f} owned by {fs.owner[f]}")
-            missing = set(resident) - set(r.fifo)
+                if (vid, j, int(r.gen[j])) not in entries:
+                    missing += 1
             if missing or len(resident) != r.resident:
                 self.fail(f"vm {vid}: {r.resident} resident counted, {len(resident)} mapped, "
-                          f"{len(missing)} outside its FIFO (never evictable)")
+                          f"{missing} outside its FIFO (never evictable)")
+            hot = [0] * r.nv
+            for j in range(r.lo, r.lo + r.hot):
+                if r.frame[j] >= 0:
+                    hot[j % r.nv] += 1
+            if hot != r.hot_res or sum(hot) != r.hot_all_n:
+                self.fail(f"vm {vid}: hot counts {r.hot_res} != recount {hot}")
         for reg in guest.regions.values():
             for i in np.flatnonzero(reg.frame >= 0).tolist():
                 seen[int(reg.frame[i])] += 1
+                if reg.sharers and (reg.sharers[0], -(i + 1), int(reg.gen[i])) not in entries:
+                    self.fail(f"region {reg.key} chunk {i} outside its holder's FIFO")
             for reps in reg.replicas.values():
                 for i, f in reps.items():
                     seen[f] += 1
@@ -208,3 +220,5 @@ class InvariantChecker:
             self.fail(f"borrowed reserves: books {books} != free stacks {loan_free}")
         if fs.on_loan != sum(lent_rc.values()):
             self.fail(f"on loan {fs.on_loan} != {sum(lent_rc.values())}")
+        if fs.reserved != sum(loan_free.values()):
+            self.fail(f"reserves {fs.reserved} != free borrowed frames {sum(loan_free.values())}")

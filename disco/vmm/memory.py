@@ -11,10 +11,11 @@ The parts, each in a module named after it:
 - ``guest_behaviour.py``: the guest's own demand, frees and paging.
 
 ``Memory`` follows the VMs' lives (bus: arrival, exit, whole-VM migration, a cell's failure)
-and runs the memory tick: every ``memory_tick_ms``, for each running VM whose paging disk is not
-backed up, the guest's behaviour and then the NUMA policy; the rate factors of a VM whose
-placement changed are recomputed and its running VCPUs re-rated; borrowers that are no longer
-short give their reserves back; the remote-access share is sampled.
+and runs the memory tick: every ``memory_tick_ms``, for each running VM, the guest's behaviour
+(per the work it did since the last tick; skipped for a guest with nothing to do) and then the
+NUMA policy; the rate factors of a VM whose placement changed are recomputed and its running
+VCPUs re-rated; borrowers that are no longer short give their reserves back; the remote-access
+share is sampled.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from disco.engine import EventLoop, RandomStreams
-from disco.vmm.allocation import Allocator
+from disco.vmm.allocation import Allocator, MemoryWaits
 from disco.vmm.borrowing import Borrowing
-from disco.vmm.disk import Disks
 from disco.vmm.execution import Execution
 from disco.vmm.frames import FREE, FrameStore
 from disco.vmm.guest_behaviour import GuestBehaviour
@@ -36,20 +36,20 @@ from disco.vmm.state import VM
 
 class Memory:
     def __init__(self, loop: EventLoop, streams: RandomStreams, tick_s: float,
-                 frames: FrameStore, guest: GuestMemory, alloc: Allocator,
+                 frames: FrameStore, guest: GuestMemory, alloc: Allocator, waits: MemoryWaits,
                  behaviour: GuestBehaviour, numa: NumaPolicy, borrowing: Borrowing,
-                 remote: RemoteAccessCost, disks: Disks, execution: Execution) -> None:
+                 remote: RemoteAccessCost, execution: Execution) -> None:
         self.loop = loop
         self.streams = streams
         self.tick_s = tick_s
         self.frames = frames
         self.guest = guest
         self.alloc = alloc
+        self.waits = waits
         self.behaviour = behaviour
         self.numa = numa
         self.borrowing = borrowing
         self.remote = remote
-        self.disks = disks
         self.execution = execution
 
     def start(self) -> None:
@@ -85,6 +85,8 @@ class Memory:
             r.state[j] = EMPTY
             guest.unmap_private(r, j, f)
         guest.leave_region(r)
+        self.waits.forget(vm)
+        self.numa.forget(vm)
         self.borrowing.settle()
 
     def on_vm_migrated(self, vm: VM, old_cells: tuple[int, ...],
@@ -101,7 +103,7 @@ class Memory:
             f = int(r.frame[j])
             if cell_of_node[f // fpn] in new_cells:
                 continue
-            g = self.alloc.take(r, guest.node_of(r, guest.toucher(r)))
+            g = self.alloc.take(r, guest.node_of(r, guest.owner(r, j)), self.loop.now)
             if g < 0:
                 continue  # stays behind: the VM still depends on that cell
             guest.move_private(r, j, g)
@@ -127,19 +129,14 @@ class Memory:
     # -- every tick ---------------------------------------------------------------------------
     def tick(self) -> None:
         dt = self.tick_s
-        busy_after = self.loop.now + dt
-        free_at = self.disks.free_at
-        disk_of = self.disks.disk_of
         behaviour, numa, guest = self.behaviour, self.numa, self.guest
         for r in list(guest.records.values()):
             vm = r.vm
             if vm.status != "running":
                 continue
-            # While its paging disk is backed up, its VCPUs are stalled on it: the guest makes
-            # no new demands (growth, churn, faults) until the queue drains.
-            if free_at[disk_of(vm.id)] <= busy_after:
-                behaviour.step(r, dt)
-                numa.step(r)
+            if behaviour.busy(r):
+                behaviour.step(r)
+            numa.step(r)
             if r.dirty:
                 self.refresh(r)
             guest.note_cells(vm)

@@ -4,12 +4,17 @@ Every memory tick (``numa_migration`` / ``numa_replication``), at most ``numa_ch
 copies per VM, each costing ``chunk_mb / copy_mb_per_s`` of monitor time on a VCPU of the VM
 (counted in ``chunk_migrations`` / ``chunk_replications``). A copy is made only when the stall
 it saves within ``numa_horizon_s`` exceeds its copy time: Disco moved a page only when its miss
-counters said it was hot enough to pay. Migration moves a VM's private chunks off nodes none of
-its VCPUs use (borrowed memory, or memory left behind when its VCPUs moved) to the node of its
-VCPUs that gains most; replication copies the shared region (read-only kernel code and
-binaries) onto the nodes of its VCPUs. Both only take memory from a home cell holding more
-than ``roomy`` frames free (the lend floor plus one borrowing unit), so they never cause
-borrowing; a cell that gets short drops its replicas first (``drop_replicas``).
+counters said it was hot enough to pay.
+
+*Migration* follows each VCPU's own working set (``guest_memory.py``: per-VCPU locality [A]):
+for a VCPU that has stayed on its node for ``numa_settle_ms`` [A] (a VCPU the balancers are
+moving about is not yet hot anywhere), the hot chunks it owns on other nodes are moved to its
+node, the source that gains most first; the gain weighs its own accesses to them
+(``private_access_fraction``) and its siblings' shared ones. *Replication* copies the shared
+region (read-only kernel code and binaries) onto the nodes of its VCPUs. Both only take memory
+from a home cell holding more than ``roomy`` frames free (the lend floor plus one borrowing
+unit), so they never cause borrowing; a cell that gets short drops its replicas first
+(``drop_replicas``).
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ from __future__ import annotations
 import numpy as np
 
 from disco.config import PolicyConfig
+from disco.engine import EventLoop
 from disco.vmm.execution import Execution
 from disco.vmm.frames import FrameStore
 from disco.vmm.guest_memory import RESIDENT, GuestMemory, VMMemory
 from disco.vmm.remote_access import RemoteAccessCost
 from disco.vmm.reporting import Report
-from disco.vmm.state import DONE, LOST
+from disco.vmm.state import CPU, DONE, LOST, VCPU, VM
 
 
 class NumaPolicy:
-    def __init__(self, p: PolicyConfig, frames: FrameStore, guest: GuestMemory,
+    def __init__(self, p: PolicyConfig, loop: EventLoop, frames: FrameStore, guest: GuestMemory,
                  remote: RemoteAccessCost, execution: Execution, roomy: int) -> None:
+        self.loop = loop
         self.frames = frames
         self.guest = guest
         self.execution = execution
@@ -36,16 +43,27 @@ class NumaPolicy:
         self.chunks_per_tick = p.numa_chunks_per_tick
         self.horizon_s = p.numa_horizon_s
         self.copy_s = p.chunk_mb / p.copy_mb_per_s
+        self.settle_s = p.numa_settle_ms * 1e-3
         self.stall = p.memory_stall_fraction
         self.lat = remote.lat
         self.local_ns = remote.local_ns
         self.roomy = roomy  # only into a home cell with more free than this
+        self.moved_at: dict[tuple[int, int], float] = {}  # (VM id, VCPU) -> last node change
         self.migrations = 0
         self.replications = 0
 
     def report(self, out: Report) -> None:
         out.metrics["chunk_migrations"] = self.migrations
         out.metrics["chunk_replications"] = self.replications
+
+    def on_vcpu_moved(self, v: VCPU, src: CPU, dst: CPU) -> None:
+        """(bus) A VCPU that changes node is in transit: its memory waits until it settles."""
+        if src.node != dst.node:
+            self.moved_at[(v.vm.id, v.index)] = self.loop.now
+
+    def forget(self, vm: VM) -> None:
+        for v in vm.vcpus:
+            self.moved_at.pop((vm.id, v.index), None)
 
     def step(self, r: VMMemory) -> None:
         """One VM, one tick: a move or copy is made only when the stall it saves within
@@ -64,8 +82,8 @@ class NumaPolicy:
             return
         s = vm.profile.memory_intensity * self.stall
         reg = r.region
-        w_sh = vm.profile.kernel_fraction if reg is not None and reg.resident and r.resident \
-            else (1.0 if r.resident == 0 else 0.0)
+        w_sh = vm.profile.kernel_fraction if reg is not None and reg.resident and r.hot_all_n \
+            else (1.0 if r.hot_all_n == 0 else 0.0)
         frames = self.frames
         roomy = self.roomy
         cell_of_node = frames.cell_of_node
@@ -73,40 +91,55 @@ class NumaPolicy:
         home = vm.home_cells
         local = self.local_ns
         horizon = self.horizon_s
-        if self.migration and r.resident and w_sh < 1.0:
-            per_chunk = s * (1.0 - w_sh) / r.resident
-            rows: list[tuple[list[float], int]] | None = None  # (latencies from a, VCPUs on a)
-            best = None
-            for src in r.node_count:
-                if src in vnodes:  # memory its VCPUs use locally stays: no ping-pong
+        lat = self.lat
+        if self.migration and r.hot_all_n and w_sh < 1.0:
+            pf = vm.profile.private_access_fraction
+            w_shared = s * (1.0 - w_sh) * (1.0 - pf) / r.hot_all_n  # per chunk, per VCPU
+            now = self.loop.now
+            best: tuple[float, int, int, int] | None = None
+            for v in vm.vcpus:
+                if v.cpu < 0 or v.state == DONE or v.state == LOST:
                     continue
-                if rows is None:
-                    rows = [(self.lat[a], k) for a, k in vnodes.items()]
-                for dst in vnodes:
-                    cell = cell_of_node[dst]
-                    if dst == src or cell not in home or cell_free[cell] <= roomy \
-                            or not frames.has_own_free(dst, cell):
+                i = v.index
+                own = r.hot_node[i]
+                dst = node_of_cpu[v.cpu]
+                if not own or (len(own) == 1 and dst in own):
+                    continue
+                # Memory follows a VCPU that has settled on its node, not one in transit.
+                if now - self.moved_at.get((vm.id, i), -1e18) < self.settle_s:
+                    continue
+                cell = cell_of_node[dst]
+                if cell not in home or cell_free[cell] <= roomy \
+                        or not frames.has_own_free(dst, cell):
+                    continue
+                w_own = s * (1.0 - w_sh) * pf / r.hot_res[i]
+                la = lat[dst]
+                for src in own:
+                    if src == dst:
                         continue
-                    # Stall (relative to local latency) saved per second by the move.
-                    gain = per_chunk * (sum([k * (la[src] - la[dst]) for la, k in rows]) / local)
+                    # Stall (relative to local latency) saved per second by moving one chunk.
+                    gain = w_own * (la[src] - la[dst])
+                    for a, k in vnodes.items():
+                        gain += w_shared * k * (lat[a][src] - lat[a][dst])
+                    gain /= local
                     if best is None or gain > best[0]:
-                        best = (gain, src, dst)
+                        best = (gain, i, src, dst)
             if best is not None and best[0] * horizon > self.copy_s:
-                _, src, dst = best
+                _, i, src, dst = best
+                nv = r.nv
+                j0 = r.lo + (i - r.lo) % nv
                 fpn = frames.fpn
                 lo, hi = src * fpn, (src + 1) * fpn
-                frame = r.frame
+                own_frames = r.frame[j0:r.lo + r.hot:nv]
                 cell = cell_of_node[dst]
-                cand = np.flatnonzero((frame >= lo) & (frame < hi))
-                hot_lo = r.used - r.hot  # hot chunks first
-                cand = np.concatenate((cand[cand >= hot_lo], cand[cand < hot_lo]))
-                for j in cand[:budget].tolist():
+                cand = np.flatnonzero((own_frames >= lo) & (own_frames < hi))
+                for x in cand[:budget].tolist():
                     if cell_free[cell] <= roomy:
                         break
                     g = frames.pop_node(dst, cell)
                     if g < 0:
                         break
-                    self.guest.move_private(r, j, g)
+                    self.guest.move_private(r, j0 + x * nv, g)
                     self.migrations += 1
                     budget -= 1
                     self._copy_cost(r, dst)

@@ -29,9 +29,17 @@ A failed cell's memory is lost at the fault, so nothing is allocated there durin
 
 Containment per fault (``contained``): no VM outside its dependent set died, and every VM in
 the set is gone, unless it ended first (finished, or died of another fault) or, lazily, has
-not touched bad memory yet. A fault whose recovery was still running when the run ended
-counts as contained if nothing outside the set died (``faults_recovering``). A fault on a cell
-that had already failed changes nothing (``faults_ignored``).
+not touched bad memory yet. A fault on a cell that had already failed changes nothing
+(``faults_ignored``).
+
+**Censored recoveries.** A fault whose recovery had not finished when the run ended is
+*censored* (``faults_censored``; ``faults_recovering`` is the same count, its old name): it has
+no recovery time (excluded from the mean and max, which are NaN when no recovery finished and
+one was censored; the ``faults`` table's ``recovery_time_ms`` is NaN for it), it is not counted
+as contained, and its dependents still running are *pending loss* (``vms_pending_loss``, the
+per-VM column ``pending_loss``): the rule condemned them but they had not been killed yet. A
+run whose last VM ends while a recovery is under way goes on until the recovery ends
+(``MonitorState.recovering``), so only the duration censors.
 
 What a hardware fault does is the policy's (``Policy.contains_faults``): with one cell every
 hardware fault kills every VM through the same rule; without containment (the SMP OS) any
@@ -43,6 +51,7 @@ a fault rate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from disco.config import FaultsConfig
@@ -190,6 +199,7 @@ class Recovery:
             return
         rec.cells = new
         rec.recovering = True
+        self.state.recovering = True  # the run may not end before this recovery does
         had_memory = [c for c in new if life.cell_state[c] != EVACUATED]
         life.pause()
         for c in new:
@@ -221,6 +231,7 @@ class Recovery:
     def _unwedged(self, ep: Episode) -> None:
         now = self.loop.now
         self.episode = None
+        self.state.recovering = False
         rule = self.containment
         cells = sorted({c for rec in ep.records for c in rec.cells})
         # The rule at each fault (what was on the cell when it died is lost, even if it would
@@ -261,6 +272,8 @@ class Recovery:
         if self.f.cell_repair_s is not None:
             for c in cells:
                 self.lifecycle.schedule_repair(c, end + self.f.cell_repair_s)
+        if self.state.vms_open == 0:  # the run waited for this recovery to finish
+            self.loop.stop()
 
     def _first_record(self, ep: Episode, vm: VM) -> FaultRecord:
         for rec in ep.records:
@@ -316,8 +329,8 @@ class Recovery:
         lost, dep = set(rec.lost), set(rec.dependent)
         if not lost <= dep:
             return False
-        if rec.recovering:  # the run ended before termination: nothing outside the set died
-            return True
+        if rec.recovering:  # censored: the run ended before termination, not (yet) contained
+            return False
         vms = self.state.vms
         return all(vms[i].status != "running" or i in self.lazy_pending for i in sorted(dep - lost))
 
@@ -325,17 +338,22 @@ class Recovery:
         recs = self.records
         hw = [r for r in recs if r.fault.hardware]
         times = [r.recovery_ms for r in hw if not r.ignored and not r.recovering]
+        censored = sum(1 for r in recs if r.recovering)
+        none = math.nan if censored else 0.0  # no recovery finished: NaN if one is censored
+        pending = self._pending_loss()
         out.metrics.update({
             "faults_injected": len(recs),
             "faults_hardware": len(hw),
             "faults_software": len(recs) - len(hw),
             "faults_ignored": sum(1 for r in recs if r.ignored),
-            "faults_recovering": sum(1 for r in recs if r.recovering),
+            "faults_recovering": censored,
+            "faults_censored": censored,
+            "vms_pending_loss": len(pending),
             "vms_lost": sum(len(r.lost) for r in recs),
             "vms_lost_dependent": sum(len(r.dependent) for r in recs),
             "faults_contained": sum(1 for r in recs if self.contained(r)),
-            "recovery_time_ms_mean": sum(times) / len(times) if times else 0.0,
-            "recovery_time_ms_max": max(times) if times else 0.0,
+            "recovery_time_ms_mean": sum(times) / len(times) if times else none,
+            "recovery_time_ms_max": max(times) if times else none,
             "recovery_pause_s": self.lifecycle.pause_so_far(),
             "recovery_restarts": self.recovery_restarts,
             "work_lost_cpu_s": self.work_lost,
@@ -343,20 +361,31 @@ class Recovery:
             "cells_failed": sum(1 for s in self.lifecycle.cell_state if s == FAILED),
         })
         out.tables["faults"] = self.table()
+        out.vm_columns["pending_loss"] = [vm.id in pending for vm in self.state.vms]
+
+    def _pending_loss(self) -> set[int]:
+        """Dependents of censored faults still running: lost once their recovery ends."""
+        vms = self.state.vms
+        return {i for r in self.records if r.recovering for i in r.dependent
+                if vms[i].status == "running"}
 
     def table(self) -> dict[str, list]:
+        vms = self.state.vms
         cols: dict[str, list] = {k: [] for k in (
             "time_s", "type", "place", "cell", "cells", "recovery_time_ms", "vms_dependent",
-            "vms_lost", "contained", "ignored")}
+            "vms_lost", "vms_pending_loss", "contained", "censored", "ignored")}
         for r in self.records:
             cols["time_s"].append(r.fault.time_s)
             cols["type"].append(r.fault.type)
             cols["place"].append(r.fault.place)
             cols["cell"].append(r.cells[0] if r.cells else -1)
             cols["cells"].append(",".join(map(str, r.cells)))
-            cols["recovery_time_ms"].append(r.recovery_ms)
+            cols["recovery_time_ms"].append(math.nan if r.recovering else r.recovery_ms)
             cols["vms_dependent"].append(len(r.dependent))
             cols["vms_lost"].append(len(r.lost))
+            cols["vms_pending_loss"].append(sum(1 for i in r.dependent if r.recovering
+                                                and vms[i].status == "running"))
             cols["contained"].append(self.contained(r))
+            cols["censored"].append(r.recovering)
             cols["ignored"].append(r.ignored)
         return cols

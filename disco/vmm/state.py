@@ -47,6 +47,9 @@ class VCPU:
     target_is_work: bool = False  # the pending event ends the work (else a run)
     event: Handle | None = None  # handle of its pending run-end or wake-up event
     wait_since: float = 0.0  # when it last became runnable
+    # A memory wait (disk, loan, shortage) that began while it was off its CPU: it cannot
+    # progress before this time (``Execution.start`` turns what is left into debt).
+    stall_until: float = 0.0
     # Buffered uniform randoms as packed doubles: 8 bytes each where a list of floats takes 32,
     # a smaller working set for the caches on big machines; the same numbers in the same order.
     draws: array[float] = field(default_factory=lambda: array("d"))
@@ -115,7 +118,7 @@ class MonitorState:
     the per-cell counts and each VM's cells stay in step with the queues."""
 
     __slots__ = ("cpus", "vms", "cell_live", "cell_assigned", "tree", "vms_open",
-                 "repairs_due")
+                 "repairs_due", "recovering")
 
     def __init__(self, cpus: list[CPU], cells: int) -> None:
         self.cpus = cpus
@@ -125,6 +128,9 @@ class MonitorState:
         self.tree = LoadTree(len(cpus))
         self.vms_open = 0  # created and not finished (pending, running): the run ends at 0
         self.repairs_due = 0  # failed or evacuated cells with a return scheduled
+        # A fault recovery is under way: the run does not end when its last VM does, so the
+        # recovery finishes (and is timed) rather than being censored (recovery.py).
+        self.recovering = False
 
     def enqueue(self, v: VCPU, dest: CPU) -> None:
         """Put ``v`` in ``dest``'s queue and record the cell it now depends on."""
