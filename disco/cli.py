@@ -121,24 +121,42 @@ def _unknown_flag_hint(flag: str) -> str:
 
 def format_error(exc: BaseException) -> str:
     """The message and its causes: Hydra wraps OmegaConf's error, which names the full key."""
-    parts = [str(exc).strip()]
-    cause = exc.__cause__
-    while cause is not None and len(parts) < 4:
-        text = str(cause).strip()
-        if text and text not in parts:
-            parts.append(text)
-        cause = cause.__cause__
-    return "\n".join(parts)
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError):  # malformed YAML in the conf tree: where, what
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{mark.name}:{mark.line + 1}:{mark.column + 1}" if mark else "a config file"
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        return f"{where}: malformed YAML: {what}"
+    # One line: OmegaConf's own lines (full_key, reference_type, object_type) folded in.
+    parts: list[str] = []
+    cause: BaseException | None = exc
+    depth = 0
+    while cause is not None and depth < 4:
+        for line in str(cause).splitlines():
+            text = line.strip()
+            if text and text not in parts and not text.startswith(("reference_type=",
+                                                                    "object_type=")):
+                parts.append(text)
+        cause, depth = cause.__cause__, depth + 1
+    groups: list[list[str]] = []  # "Available options in 'policy':" and the lines it lists
+    for part in parts:
+        if groups and groups[-1][0].endswith(":") and not part.endswith(":"):
+            groups[-1].append(part)
+        else:
+            groups.append([part])
+    return "; ".join(g[0] if len(g) == 1 else f"{g[0]} {', '.join(g[1:])}" for g in groups)
 
 
 def _config_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
 
     from disco.config import ConfigError
     from disco.framework.plan import PlanError
 
-    return ConfigError, PlanError, HydraException, OmegaConfBaseException
+    return ConfigError, PlanError, HydraException, OmegaConfBaseException, YAMLError
 
 
 def _metrics_table(rows: list[dict[str, Any]]) -> str:
@@ -276,6 +294,7 @@ def _main(argv: list[str] | None) -> int:
 def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
     from disco.framework import ray_backend
     from disco.framework.ray_backend import RayStartError
+    from disco.framework.results import WriteError
     from disco.framework.sweep import run_sweep
 
     ray_backend.cli_signals = True
@@ -283,6 +302,10 @@ def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
         outcome = run_sweep(plan, argv=cmd, serial=None if args.multirun else True)
     except RayStartError as exc:
         print(f"disco: error: {exc}", file=sys.stderr)
+        return 2
+    except WriteError as exc:  # results_dir not writable, a full disk: finished runs are kept
+        print(f"disco: error: {exc.strerror}; finished runs are kept, run the same command "
+              "to resume", file=sys.stderr)
         return 2
     if not args.multirun and plan.runs:
         cols = " ".join(f"{k}={v}" for k, v in plan.runs[0].columns.items())

@@ -23,6 +23,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
+from disco.limits import MAGNITUDE, AtLeast, AtMost, Limit, check_budgets, raised, short
+
 WORKLOAD_TYPES = ("raytrace", "pmake", "database", "webserver")
 
 
@@ -38,7 +40,7 @@ class Range:
     hi_open: bool = False
 
     def admits(self, v: float) -> bool:
-        if not math.isfinite(v):
+        if isinstance(v, float) and not math.isfinite(v):  # an int may exceed float's range
             return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
@@ -64,13 +66,21 @@ Positive = Range(0, lo_open=True)
 NonNegative = Range(0)
 Fraction = Range(0, 1)
 
+# Limits shared by several fields (disco/limits.py: raised with limits.<path>=N).
+_LATENCY = AtMost(1e9, "a second per memory access: the run's stall arithmetic overflows")
+_DIVISOR = AtLeast(1e-3, "a transfer rate divides every copy's size: slower ones give times "
+                         "past any run")
+_RATE = AtMost(10, "faults per simulated second and node; software faults per VM")
+
 
 class ConfigError(ValueError):
     """A configuration value is wrong; ``key`` is its dotted path, ``value`` what was given."""
 
     def __init__(self, key: str, value: Any, reason: str) -> None:
         self.key, self.value, self.reason = key, value, reason
-        super().__init__(f"invalid config {key}={value!r}: {reason}")
+        shown = short(value)
+        super().__init__(f"invalid config {key}={shown if shown is not value else repr(value)}: "
+                         f"{reason}")
 
 
 class PolicyRules(Protocol):
@@ -107,12 +117,16 @@ class MachineConfig:
     """Hardware: nodes of CPUs and memory joined by a hypercube of routers (PAPER.md, Machine)."""
 
     name: str = "origin2000_32"
-    nodes: Annotated[int, Positive] = 16
-    cpus_per_node: Annotated[int, Positive] = 2  # [S] 2 R10000s per Origin node
-    memory_per_node_mb: Annotated[int, Positive] = 512  # [A] 8 GB in all
-    local_latency_ns: Annotated[float, NonNegative] = 310.0  # [A] SGI material: 300-330 ns
-    remote_latency_ns: Annotated[float, NonNegative] = 550.0  # [A] one router away
-    hop_latency_ns: Annotated[float, NonNegative] = 100.0  # [A] per extra router hop
+    nodes: Annotated[int, Positive, AtMost(4096, "each node is simulated with its own "
+                                           "state; the paper's largest machine has 512")] = 16
+    # [S] 2 R10000s per Origin node
+    cpus_per_node: Annotated[int, Positive, AtMost(64, "CPUs of one node")] = 2
+    # [A] 8 GB in all
+    memory_per_node_mb: Annotated[int, Positive, AtMost(2**20, "1 TB per node")] = 512
+    # [A] SGI material: 300-330 ns
+    local_latency_ns: Annotated[float, NonNegative, _LATENCY] = 310.0
+    remote_latency_ns: Annotated[float, NonNegative, _LATENCY] = 550.0  # [A] one router away
+    hop_latency_ns: Annotated[float, NonNegative, _LATENCY] = 100.0  # [A] per extra router hop
 
 
 @dataclass(slots=True)
@@ -134,7 +148,9 @@ class WorkloadProfile:
     describes them.
     """
 
-    burst_ms: Annotated[float, Positive] = 20.0  # mean compute between guest blocking points
+    # mean compute between guest blocking points
+    burst_ms: Annotated[float, Positive, AtLeast(1e-3, "a compute run of a microsecond; "
+                                                 "shorter ones are events without work")] = 20.0
     io_prob: Annotated[float, Fraction] = 0.0  # chance a blocking point is an I/O wait
     io_ms: Annotated[float, NonNegative] = 5.0
     # chance a blocking point is guest-idle (no work for this VCPU)
@@ -199,9 +215,10 @@ class VMGroup:
     """``count`` identical VMs; batch jobs with ``work_s`` CPU-seconds per VCPU at native speed."""
 
     workload: str = "raytrace"
-    count: Annotated[int, Positive] = 1
-    vcpus: Annotated[int, Positive] = 4
-    memory_mb: Annotated[int, Positive] = 256
+    count: Annotated[int, Positive, AtMost(10_000, "VMs of one group, each simulated with "
+                                                "its VCPUs and memory")] = 1
+    vcpus: Annotated[int, Positive, AtMost(4096, "VCPUs of one VM")] = 4
+    memory_mb: Annotated[int, Positive, AtMost(2**24, "16 TB for one VM")] = 256
     work_s: Annotated[float, Positive] = 5.0
     arrival_s: Annotated[float, NonNegative] = 0.0  # first VM of the group arrives here
     spacing_s: Annotated[float, NonNegative] = 0.0  # later VMs of the group follow at this spacing
@@ -241,9 +258,11 @@ class PolicyConfig:
     gang: bool = True  # gang-schedule each VM's non-idle VCPUs together
     idle_balancer: bool = True
     periodic_balancer: bool = True
-    periodic_period_ms: Annotated[float, Positive] = 100.0  # [A]
+    periodic_period_ms: Annotated[float, Positive, AtLeast(
+        0.1, "the balancer's smallest period: it walks the load tree each time")] = 100.0  # [A]
     periodic_threshold: Annotated[float, NonNegative] = 1.0  # [A] VCPUs of imbalance tolerated
-    time_slice_ms: Annotated[float, Positive] = 10.0  # [A]
+    time_slice_ms: Annotated[float, Positive, AtLeast(
+        0.01, "the smallest time slice: each one ends in an event per CPU")] = 10.0  # [A]
     # -- scheduling that behaves like the paper (issue 17; each knob's old behaviour stated) --
     # An idle CPU keeps looking: a CPU whose steal found nothing parks in its cell's set and is
     # woken, nearest first, when a VCPU starts waiting on a busy CPU of its cell (it woke up,
@@ -315,7 +334,8 @@ class PolicyConfig:
     # [A] tracking granularity: one chunk stands for 1024 4 KB pages
     chunk_mb: Annotated[int, Positive] = 4
     # [A] period of guest memory activity and the NUMA policy
-    memory_tick_ms: Annotated[float, Positive] = 100.0
+    memory_tick_ms: Annotated[float, Positive, AtLeast(
+        0.1, "the smallest memory tick: each one visits every VM")] = 100.0
     # [A] share of native time a memory_intensity=1 workload stalls on local-latency misses;
     # remote chunks stretch that share by latency / local latency.
     memory_stall_fraction: Annotated[float, Fraction] = 0.15
@@ -326,7 +346,7 @@ class PolicyConfig:
     # [A] a move or replica must repay its copy within this
     numa_horizon_s: Annotated[float, NonNegative] = 5.0
     # [A] memory-to-memory copy: the cost of a move or replica
-    copy_mb_per_s: Annotated[float, Positive] = 400.0
+    copy_mb_per_s: Annotated[float, Positive, _DIVISOR] = 400.0
     # [A] a VCPU's chunks follow it only once it has stayed on its node this long (Disco moved
     # a page once its miss counters said it was hot there: a VCPU in transit is not yet)
     numa_settle_ms: Annotated[float, NonNegative] = 500.0
@@ -340,7 +360,7 @@ class PolicyConfig:
     # [A] A loan takes an RPC (rpc_us) plus the lender handing the frames over (firewall and
     # free-list updates, page by page) at this rate: a 4 MB unit in ~10 ms, what the paper sized
     # its thresholds to. An allocation that finds only loans in flight waits for them.
-    loan_mb_per_s: Annotated[float, Positive] = 400.0
+    loan_mb_per_s: Annotated[float, Positive, _DIVISOR] = 400.0
     # [A] native CPU time in which a running VCPU references all of its working set: one that
     # ran this long since the last memory tick faults on every paged-out chunk of it
     working_set_touch_s: Annotated[float, Positive] = 0.1
@@ -348,17 +368,23 @@ class PolicyConfig:
     paging_skip_freed: bool = True  # never write chunks the guest has freed
     paging_shared_once: bool = True  # a shared chunk is written once, with its sharing info
     paging_virtual_disk: bool = True  # guest page-outs of paged-out chunks only remap
-    paging_disks: Annotated[int, Positive] = 4  # [A] paging disks, one FIFO queue each
+    # [A] paging disks, one FIFO queue each
+    paging_disks: Annotated[int, Positive, AtMost(4096, "disks, one queue each")] = 4
     disk_seek_ms: Annotated[float, NonNegative] = 8.0  # [A] per request
-    disk_mb_per_s: Annotated[float, Positive] = 20.0  # [A] transfer bandwidth of one disk
+    # [A] transfer bandwidth of one disk
+    disk_mb_per_s: Annotated[float, Positive, _DIVISOR] = 20.0
 
 
 @dataclass(slots=True)
 class SimSection:
-    duration_s: Annotated[float, Positive] = 60.0
-    seed: Annotated[int, NonNegative] = 0
-    replicates: Annotated[int, Positive] = 1  # used by sweeps; one simulate() call is one replicate
-    sample_interval_s: Annotated[float, Positive] = 1.0  # timeline sampling period
+    duration_s: Annotated[float, Positive, AtMost(1e6, "11.6 simulated days")] = 60.0
+    seed: Annotated[int, NonNegative, AtMost(2**64 - 1, "a 64-bit seed")] = 0
+    # used by sweeps; one simulate() call is one replicate
+    replicates: Annotated[int, Positive, AtMost(10_000, "replicates of one config: each is a "
+                                                     "run the sweep plans in memory")] = 1
+    # timeline sampling period
+    sample_interval_s: Annotated[float, Positive, AtLeast(
+        1e-3, "the timeline keeps a row per cell per sample")] = 1.0
     check_invariants: bool = False  # run the invariant checker after every event (slow)
 
 
@@ -400,11 +426,12 @@ class FaultsConfig:
     with the defaults recovery at paper scale (16 nodes x 512 MB) takes ~0.3 s (< 0.5 s [S]).
     """
 
-    node_rate: Annotated[float, NonNegative] = 0.0
-    router_rate: Annotated[float, NonNegative] = 0.0
-    link_rate: Annotated[float, NonNegative] = 0.0
-    firmware_rate: Annotated[float, NonNegative] = 0.0
-    software_rate: Annotated[float, NonNegative] = 0.0  # guest OS crashes, each kills only its VM
+    node_rate: Annotated[float, NonNegative, _RATE] = 0.0
+    router_rate: Annotated[float, NonNegative, _RATE] = 0.0
+    link_rate: Annotated[float, NonNegative, _RATE] = 0.0
+    firmware_rate: Annotated[float, NonNegative, _RATE] = 0.0
+    # guest OS crashes, each kills only its VM
+    software_rate: Annotated[float, NonNegative, _RATE] = 0.0
     scheduled: list[ScheduledFault] = field(default_factory=list)
     evacuate: list[EvacuateCell] = field(default_factory=list)
     # Dependent VMs: "early" kills all at once; "lazy" lets a VM whose only tie to the failed
@@ -413,7 +440,8 @@ class FaultsConfig:
     # resident memory that was lost, and a VM that finishes first survives.
     kill_policy: str = "early"
     # [A] first-touch rate of a VM of memory intensity 1 whose memory was all lost
-    touch_rate_per_s: Annotated[float, NonNegative] = 10.0
+    touch_rate_per_s: Annotated[float, NonNegative, AtMost(1e4, "touches of a bad line per "
+                                                           "VM per second")] = 10.0
     # Monitor data of a VCPU that moved across cells follows it after this delay [A: the
     # monitor copies it in the background, within a second]; null: never (the VM depends on
     # every cell its VCPUs visited until it is migrated whole: the old behaviour).
@@ -436,16 +464,17 @@ class FaultsConfig:
     software_detect_ms: Annotated[float, NonNegative] = 0.0
     diag_base_ms: Annotated[float, NonNegative] = 10.0
     # firmware scan rate of directories + memory, per node
-    scan_mb_per_s: Annotated[float, Positive] = 2000.0
+    scan_mb_per_s: Annotated[float, Positive, _DIVISOR] = 2000.0
     diag_per_node_ms: Annotated[float, NonNegative] = 1.0
-    agreement_rounds: Annotated[int, NonNegative] = 2
+    agreement_rounds: Annotated[int, NonNegative, AtMost(1000, "rounds of RPCs to every "
+                                                         "live cell")] = 2
     agreement_timeout_ms: Annotated[float, NonNegative] = 10.0
     rpc_us: Annotated[float, NonNegative] = 16.0  # [S] inter-cell RPC round trip
     unwedge_us_per_cpu: Annotated[float, NonNegative] = 50.0
     terminate_ms_per_vm: Annotated[float, NonNegative] = 1.0
     # Whole-VM migration: copy memory + I/O state (tens of seconds for GBs [S]); the VM runs
     # during the copy and stops for the final switch.
-    migration_mb_per_s: Annotated[float, Positive] = 50.0
+    migration_mb_per_s: Annotated[float, Positive, _DIVISOR] = 50.0
     io_state_mb: Annotated[float, NonNegative] = 16.0
     migration_switch_ms: Annotated[float, NonNegative] = 50.0
     # During the copy the VM also depends on its destination cells (a fault there kills it).
@@ -462,6 +491,9 @@ class SimConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sim: SimSection = field(default_factory=SimSection)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    # Limits raised on purpose, by field path or budget: {"machine": {"nodes": 100000}}
+    # (``limits.machine.nodes=100000``); see disco/limits.py. The simulator does not read it.
+    limits: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None = None) -> SimConfig:
@@ -504,7 +536,8 @@ class SimConfig:
     def validate(self) -> None:
         """Every declared range, then every cross-field rule and the system's own, before the
         clock starts. Raises ConfigError."""
-        _check_ranges(self, "")
+        limits = _raised_limits(self)
+        _check_ranges(self, "", "", limits)
         m, c, w, p = self.machine, self.cells, self.workload, self.policy
         rules = policy_rules(p.name)
         if not rules.one_cell:  # else the whole machine is one cell
@@ -537,6 +570,7 @@ class SimConfig:
         rules.check(self)
         _check_memory(self, rules)
         _check_faults(self)
+        check_budgets(self, limits, ConfigError)
 
 
 BORROW_POLICIES = ("paper", "none", "anywhere")
@@ -625,40 +659,135 @@ def _type_hints(tp: type) -> dict[str, Any]:
     return typing.get_type_hints(tp)
 
 
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """What ``validate()`` checks of one field: its name, plain type, declared ``Range`` (None:
+    none, or a ``Within``), whether it may be null, and its upper and lower ``Limit``."""
+
+    name: str
+    plain: Any
+    rng: Range | None
+    nullable: bool
+    upper: Limit | None
+    lower: Limit | None
+
+
 @functools.cache
-def _field_ranges(tp: type) -> tuple[tuple[str, Range | None, bool], ...]:
-    """Per field of dataclass ``tp``: its name, its declared ``Range`` (None: none, or a
-    ``Within``), and whether it may be null."""
+def _fields(tp: type) -> tuple[_Field, ...]:
     out = []
     for name, hint in typing.get_type_hints(tp, include_extras=True).items():
-        rng = None
+        meta: list[Any] = []
         if typing.get_origin(hint) is Annotated:
             hint, *meta = typing.get_args(hint)
-            rng = next((x for x in meta if isinstance(x, Range)), None)
-        nullable = type(None) in typing.get_args(hint)
-        out.append((name, rng, nullable))
+        args = typing.get_args(hint)
+        nullable = type(None) in args
+        plain = next(a for a in args if a is not type(None)) \
+            if typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
+        rng = next((x for x in meta if isinstance(x, Range)), None)
+        upper = next((x for x in meta if isinstance(x, Limit) and x.upper), None)
+        lower = next((x for x in meta if isinstance(x, Limit) and not x.upper), None)
+        if plain in (int, float) and upper is None:
+            upper = MAGNITUDE
+        out.append(_Field(name, plain, rng, nullable, upper, lower))
     return tuple(out)
 
 
-def _check_ranges(obj: Any, key: str) -> None:
-    """Check every declared ``Range`` in ``obj`` (a config dataclass) and below it."""
-    for name, rng, nullable in _field_ranges(type(obj)):
-        value = getattr(obj, name)
-        where = f"{key}.{name}".lstrip(".")
-        if rng is not None and not (value is None and nullable):
-            if (value is None or isinstance(value, bool) or not isinstance(value, int | float)
-                    or not rng.admits(value)):
-                raise ConfigError(where, value, rng.describe())
-        if dataclasses.is_dataclass(value):
-            _check_ranges(value, where)
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if dataclasses.is_dataclass(item):
-                    _check_ranges(item, f"{where}[{i}]")
-        elif isinstance(value, dict):
-            for k, item in value.items():
-                if dataclasses.is_dataclass(item):
-                    _check_ranges(item, f"{where}.{k}")
+def _type_error(value: Any, plain: Any) -> str | None:
+    """Why ``value`` is not of the field's plain type (a hand-built config), or None."""
+    origin = typing.get_origin(plain) or plain
+    if plain is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif plain is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif origin in (list, dict, bool, str) or dataclasses.is_dataclass(origin):
+        ok = isinstance(value, origin)
+    else:
+        return None
+    name = getattr(origin, "__name__", str(origin))
+    return None if ok else f"expected {'a ' + name if name != 'float' else 'a number'}, " \
+                           f"got {type(value).__name__}"
+
+
+def limit_paths(tp: type = None, prefix: str = "") -> list[str]:  # type: ignore[assignment]
+    """Every field path a limit applies to (``limits.<path>``), lists and mappings without the
+    index: ``machine.nodes``, ``workload.vms.count``, ``workload.profiles.burst_ms``."""
+    out: list[str] = []
+    for f in _fields(tp or SimConfig):
+        path = f"{prefix}{f.name}"
+        item = f.plain
+        if typing.get_origin(item) in (list, dict):
+            item = typing.get_args(item)[-1]
+        if dataclasses.is_dataclass(item):
+            out += limit_paths(item, f"{path}.")
+        elif f.upper is not None or f.lower is not None:
+            out.append(path)
+    return out
+
+
+def _raised_limits(cfg: SimConfig) -> dict[str, float]:
+    """``cfg.limits``, flat, every entry naming a limited field or a budget."""
+    from disco.limits import BUDGETS
+
+    if not isinstance(cfg.limits, dict):
+        raise ConfigError("limits", cfg.limits, "expected a mapping of raised limits")
+    try:
+        lim = raised(cfg.limits)
+    except ValueError as exc:
+        raise ConfigError(f"limits.{exc}", None, "a raised limit is a number > 0") from None
+    known = set(limit_paths()) | set(BUDGETS)
+    for key in lim:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean limits.{close[0]}?" if close else "see docs/framework.md, Limits"
+            raise ConfigError(f"limits.{key}", lim[key], f"no field or budget of that name has "
+                              f"a limit; {hint}")
+    return lim
+
+
+def _check_ranges(obj: Any, key: str, path: str, lim: dict[str, float]) -> None:
+    """Check every field of ``obj`` (a config dataclass) and below it: its type (a hand-built
+    config), its declared ``Range`` and its limits (``lim``: the raised ones by path)."""
+    for f in _fields(type(obj)):
+        value = getattr(obj, f.name)
+        where = f"{key}.{f.name}".lstrip(".")
+        fpath = f"{path}.{f.name}".lstrip(".")
+        if value is None:
+            if f.nullable:
+                continue
+            raise ConfigError(where, value, f.rng.describe() if f.rng else "must be set")
+        why = _type_error(value, f.plain)
+        if why is not None:
+            raise ConfigError(where, value, f.rng.describe() if f.rng and f.plain in (int, float)
+                              else why)
+        if f.plain in (int, float):
+            if f.rng is not None and not f.rng.admits(value):
+                raise ConfigError(where, value, f.rng.describe())
+            for limit in (f.upper, f.lower):
+                if limit is not None and not limit.admits(value, lim.get(fpath)):
+                    raise ConfigError(where, value, limit.describe(fpath, value,
+                                                                   lim.get(fpath)))
+        elif dataclasses.is_dataclass(value):
+            _check_ranges(value, where, fpath, lim)
+        elif isinstance(value, list | dict):
+            item = typing.get_args(f.plain)[-1] if typing.get_args(f.plain) else Any
+            if not dataclasses.is_dataclass(item):
+                continue
+            pairs = enumerate(value) if isinstance(value, list) else value.items()
+            for i, v in pairs:
+                at = f"{where}[{i}]" if isinstance(value, list) else f"{where}.{i}"
+                if not isinstance(v, item):
+                    raise ConfigError(at, v, f"expected a {item.__name__}")
+                _check_ranges(v, at, fpath, lim)
+
+
+def build(tp: Any, data: Any, key: str = "") -> Any:
+    """Plain containers -> the config dataclass ``tp``, with every check a SimConfig section gets
+    (keys, types, declared ranges and limits); ``key`` prefixes the names in errors."""
+    obj = _build(tp, data, key)
+    _check_ranges(obj, key, key, {})
+    return obj
 
 
 def _build(tp: Any, data: Any, key: str) -> Any:
@@ -708,7 +837,10 @@ def _build(tp: Any, data: Any, key: str) -> Any:
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise ConfigError(key, data, "expected a number")
-        return float(data)
+        try:
+            return float(data)
+        except OverflowError:
+            raise ConfigError(key, data, "beyond the range of a float (about 1.8e308)") from None
     if tp is str:
         if not isinstance(data, str):
             raise ConfigError(key, data, "expected a string")

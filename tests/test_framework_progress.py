@@ -25,19 +25,17 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_reports_failures_as_they_happen(tmp_path):
-    stream = io.StringIO()
-    tasks.STREAM[:] = [stream]
-    try:
+def test_progress_reports_failures_as_they_happen(tmp_path, monkeypatch):
+    printed = tmp_path / "progress.txt"
+    monkeypatch.setenv(tasks.STREAM_ENV, str(printed))
+    with open(printed, "w", buffering=1) as stream:
         plan = make_plan([*TINY, f"results_dir={tmp_path}", "policy.periodic_period_ms=13,50,100",
                           "sweep.task=framework_helpers.tasks:check_failure_was_printed"])
         outcome = run_sweep(plan, stream=stream)
-    finally:
-        tasks.STREAM.clear()
     assert outcome.failed == 1 and outcome.done == 2
     # Both runs after the failure saw its line already printed.
     assert [r.get("failure_seen") for r in outcome.rows] == [None, 1, 1]
-    line = next(x for x in stream.getvalue().splitlines() if x.startswith("FAILED"))
+    line = next(x for x in printed.read_text().splitlines() if x.startswith("FAILED"))
     assert "RuntimeError: unlucky period: 13 ms" in line and "periodic_period_ms=13.0" in line
     error_txt = line.rsplit(" -> ", 1)[1]
     assert error_txt.endswith("error.txt") and "unlucky" in open(error_txt).read()

@@ -9,7 +9,7 @@ import os
 
 import polars as pl
 import pytest
-from framework_helpers.common import FAST, ROOT, TESTS, metric_columns, runs_table
+from framework_helpers.common import FAST, ROOT, metric_columns, runs_table
 
 from disco.cli import main
 
@@ -24,17 +24,20 @@ def _private_sweep_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
+def local_ray(tmp_path_factory):
+    """A private local Ray, as a sweep starts it. Workers find framework_helpers (tests/ is on
+    this process's sys.path) through the path the driver sends with each task; they inherit
+    the raylet's environment, set here before it starts."""
     from disco.framework import ray_backend
 
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
-    started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100,
-                                "runtime_env": {"env_vars": env}}, ROOT)
+    os.environ.setdefault("DISCO_TEST_DIE_ONCE", str(tmp_path_factory.mktemp("die_once")))
+    started = ray_backend.init({"address": "local", "num_cpus": 2, "object_store_memory_mb": 100},
+                               ROOT)
     import ray
 
     yield ray
     if started:
-        ray.shutdown()
+        ray_backend.shutdown()
 
 
 def test_multirun_on_ray_writes_one_row_per_run_and_gathers_runs_parquet(tmp_path, local_ray):
@@ -107,7 +110,7 @@ def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path
     runs = tmp_path / "default" / "runs"
     deadline = time.monotonic() + 90
     tree: set[int] = set()
-    while time.monotonic() < deadline and len(list(runs.glob("*/metrics.parquet"))) < 6:
+    while time.monotonic() < deadline and len(list(runs.glob("*/manifest.json"))) < 6:
         tree |= _tree(proc.pid)
         time.sleep(0.1)
     tree |= _tree(proc.pid)
@@ -120,7 +123,7 @@ def test_sigkilled_ray_sweep_leaves_no_process_and_resumes_exactly_once(tmp_path
     alive = [p for p in tree if os.path.exists(f"/proc/{p}")
              and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
     assert not alive, f"left behind: {alive}"
-    done_before = len(list(runs.glob("*/metrics.parquet")))
+    done_before = len(list(runs.glob("*/manifest.json")))
     assert done_before < n
 
     assert main([arg for arg in args if not arg.startswith("ray.")]) == 0  # the session Ray
@@ -132,11 +135,13 @@ def test_attach_to_an_existing_cluster_ships_the_code_and_writes_absolute_paths(
                                                                                 local_ray):
     from framework_helpers.common import disco_subprocess
 
-    # ray.address=auto finds the cluster through $RAY_ADDRESS, as on a cluster node.
+    # ray.address=auto finds the cluster through $RAY_ADDRESS, as on a cluster node; the
+    # private Ray wants its token (Ray's own variables, as for any token-protected cluster).
     address = local_ray.get_runtime_context().gcs_address
     proc = disco_subprocess("-m", *FAST, "ray.address=auto", "results_dir=rel_results",
                             "policy=cellular_disco,no_balancers", cwd=tmp_path,
-                            extra_env={"RAY_ADDRESS": address})
+                            extra_env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "token",
+                                       "RAY_AUTH_TOKEN_PATH": os.environ["RAY_AUTH_TOKEN_PATH"]})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "Pushing file package" in err  # runtime_env working_dir: the project was shipped
@@ -207,6 +212,31 @@ def test_fail_fast_stops_at_first_failure_on_ray(tmp_path, capsys):
     df = runs_table(tmp_path)
     assert 1 <= df.height < 11 and df.filter(pl.col("status") == "failed").height == 1
     assert set(df["status"]) <= {"ok", "failed"}
+
+
+def test_hung_run_on_ray_times_out_and_the_sweep_goes_on(tmp_path, capsys):
+    import time
+
+    t0 = time.monotonic()
+    assert main(["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+                 "sweep.run_timeout_s=3", "sweep.task=framework_helpers.tasks:hang_on_13",
+                 "policy.periodic_period_ms=13,50,100,200"]) == 1
+    assert time.monotonic() - t0 < 90
+    assert "3 done, 0 skipped (already complete), 1 failed" in capsys.readouterr().err
+    df = runs_table(tmp_path)
+    failed = df.filter(pl.col("status") == "failed").to_dicts()
+    assert [r["policy.periodic_period_ms"] for r in failed] == [13.0]
+    assert "timed out" in failed[0]["error"] and "sweep.run_timeout_s" in failed[0]["error"]
+
+
+def test_a_good_run_whose_worker_died_is_retried_even_alone_in_its_batch(tmp_path, capsys):
+    """A worker killed under a run (here: by the run itself, once) is not the run's fault: the
+    run is retried once, alone, and ends ok (before: a batch of one was failed outright)."""
+    assert main(["-m", *FAST, f"results_dir={tmp_path}", "sweep.batch_size=1",
+                 "sweep.task=framework_helpers.tasks:die_once",
+                 "policy.periodic_period_ms=31,37"]) == 0
+    assert "2 done, 0 skipped (already complete), 0 failed" in capsys.readouterr().err
+    assert (runs_table(tmp_path)["status"] == "ok").all()
 
 
 def test_tune_on_ray_asks_its_trials_in_batches_of_the_cpus(tmp_path, local_ray):

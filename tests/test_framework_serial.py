@@ -94,11 +94,11 @@ def test_sweep_killed_with_sigkill_resumes_without_duplicates(tmp_path):
     proc = disco_subprocess(*args)
     runs = tmp_path / "default" / "runs"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(runs.glob("*/metrics.parquet"))) < 5:
+    while time.monotonic() < deadline and len(list(runs.glob("*/manifest.json"))) < 5:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = len(list(runs.glob("*/metrics.parquet")))
+    done_before = len(list(runs.glob("*/manifest.json")))
     assert 5 <= done_before < n, "the sweep should have been killed half-way"
     assert not (tmp_path / "default" / "runs.parquet").exists()
 

@@ -145,12 +145,12 @@ def test_a_killed_tuning_resumes_with_no_duplicate_trial_and_reuses_finished_run
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = killed / "default" / "runs"
     deadline = time.monotonic() + 60
-    while len(list(runs.glob("*/metrics.parquet"))) < 5:  # trials 0, 1 and half of trial 2
+    while len(list(runs.glob("*/manifest.json"))) < 5:  # trials 0, 1 and half of trial 2
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.parquet")}
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/manifest.json")}
     assert len(before) == 5
     left = trials(killed)
     assert [t.state.name for t in left] == ["COMPLETE", "COMPLETE", "RUNNING"]
@@ -162,7 +162,7 @@ def test_a_killed_tuning_resumes_with_no_duplicate_trial_and_reuses_finished_run
     assert resumed[2].params == left[2].params  # the trial in flight, finished as it was
     assert resumed[2].user_attrs["cached"] == 1  # its first replicate had finished
     assert all(p.stat().st_mtime_ns == m for p, m in before.items())  # nothing re-ran
-    assert len(list(runs.glob("*/metrics.parquet"))) == 2 * n
+    assert len(list(runs.glob("*/manifest.json"))) == 2 * n
 
     # the same seed, in one go: the same trials (the sampler is reseeded per batch)
     whole = tmp_path / "whole"

@@ -14,7 +14,8 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -48,6 +49,10 @@ class RunContext:
     task: str
     code_version: str
     provenance: dict[str, Any]
+    # The driver's trusted_path(): appended to a worker's own, so a task module the driver
+    # finds is found there too (never the working directory).
+    sys_path: tuple[str, ...] = ()
+    sweep_id: str = ""  # written into each run's claim: the driver finds its own runs' holders
 
 
 @dataclass(slots=True)
@@ -61,14 +66,43 @@ class RunSummary:
 _tasks: dict[str, Callable[[Any], Any]] = {}
 
 
-def load_task(path: str) -> Callable[[Any], Any]:
-    """``"package.module:function"`` -> the function (cached per process)."""
+def trusted_path(path: list[str] | None = None) -> list[str]:
+    """``sys.path`` without the working directory, unless ``$PYTHONPATH`` names it.
+
+    Python puts the working directory first for ``python -m``, ``-c`` and the REPL, and Ray puts
+    the driver's on every worker's path (both ahead of the standard library): a ``yaml.py``
+    lying there would run instead of PyYAML. Task modules are found on this path alone, in the
+    driver, the serial child and every Ray worker, so a sweep resolves them the same way
+    wherever it runs.
+    """
+    cwd = os.getcwd()
+    explicit = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                if p}
+    return [p for p in (sys.path if path is None else path)
+            if os.path.abspath(p or os.curdir) != cwd or os.path.abspath(p) in explicit]
+
+
+@contextmanager
+def task_search_path(extra: list[str] | tuple[str, ...] = ()) -> Iterator[None]:
+    """``sys.path`` is ``trusted_path()`` (plus ``extra`` at its end) inside the block."""
+    saved = sys.path[:]
+    sys.path[:] = [*trusted_path(saved), *(p for p in extra if p not in saved)]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def load_task(path: str, extra_path: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+    """``"package.module:function"`` -> the function (cached per process), imported from
+    ``trusted_path()`` plus the driver's (``extra_path``, at the end)."""
     fn = _tasks.get(path)
     if fn is None:
         module, sep, name = path.partition(":")
         if not sep or not module or not name:
             raise ValueError(f"sweep.task={path!r}: expected 'module:function'")
-        fn = getattr(importlib.import_module(module), name)
+        with task_search_path(extra_path):
+            fn = getattr(importlib.import_module(module), name)
         _tasks[path] = fn
     return fn
 
@@ -114,16 +148,33 @@ def _finish_row(row: dict[str, Any], spec: RunSpec, run_wall: float | None,
     return row
 
 
+def owner(ctx: RunContext) -> dict[str, Any]:
+    """What a run's claim records: who writes it (``results.holder`` reads it back)."""
+    return {"sweep": ctx.sweep_id, "pid": os.getpid(), "host": socket.gethostname(),
+            "since": time.time()}
+
+
 def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
+    """Run ``spec`` and write its files, holding its claim. If another process held the claim
+    (a second sweep of the same study) and completed the run meanwhile, its row is used."""
+    path = results.run_dir(ctx.results_dir, spec.study, spec.key)
+    with results.claim(path, owner(ctx)) as waited:
+        if waited:
+            row = results.read_row(path)
+            if row is not None and row.get("status") == "ok":
+                return RunSummary(spec.key, "ok", None, row)
+        return _run_claimed(spec, ctx, path)
+
+
+def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
     from disco.config import SimConfig
 
-    path = results.run_dir(ctx.results_dir, spec.study, spec.key)
     results.prepare(path)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     result, error = None, None
     try:
-        task = load_task(ctx.task)
+        task = load_task(ctx.task, ctx.sys_path)
         result = task(SimConfig.from_dict(spec.config))
         metrics = dict(result.metrics)
         status = "ok"
@@ -139,6 +190,8 @@ def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
     _finish_row(row, spec, run_wall, started, ended)
     try:
         write_outputs(path, spec, ctx, row, result, error, started, ended)
+    except results.WriteError:  # the disk, not the run: the sweep stops and says so
+        raise
     except Exception:  # e.g. ragged timeline columns: the run's output is unusable
         error = traceback.format_exc()
         results.prepare(path)
@@ -167,15 +220,23 @@ def write_outputs(path: Any, spec: RunSpec, ctx: RunContext, row: dict[str, Any]
                       error=error)
 
 
-def record_lost(spec: RunSpec, ctx: RunContext, reason: str) -> RunSummary:
-    """A run whose worker died: keep what it finished, else write a failed row for it."""
+def record_lost(spec: RunSpec, ctx: RunContext, reason: str,
+                keep_finished: bool = True, wait_s: float = 30.0) -> RunSummary:
+    """A run whose process died or was stopped: keep what it finished (``keep_finished``),
+    else write a failed row for it with ``reason``. Its claim died with that process; if
+    something still holds it after ``wait_s`` (a subprocess of the task), the failed row is
+    returned without being written: the run stays incomplete on disk, to run again."""
     path = results.run_dir(ctx.results_dir, spec.study, spec.key)
-    row = results.read_row(path)
-    if row is not None:  # the worker finished this run before it died
-        return RunSummary(spec.key, str(row.get("status")), row.get("error"), row)
-    results.prepare(path)
     now = datetime.now(UTC)
     row = _finish_row(base_row(spec, ctx, "failed", reason), spec, None, None, now)
-    row.update(host=None, node_id=None, node_ip=None, pid=None)  # the worker that died: unknown
-    write_outputs(path, spec, ctx, row, None, reason, None, now)
+    row.update(host=None, node_id=None, node_ip=None, pid=None)  # the process that died
+    try:
+        with results.claim(path, owner(ctx), wait_s=wait_s):
+            done = results.read_row(path) if keep_finished else None
+            if done is not None:  # the worker finished this run before it died
+                return RunSummary(spec.key, str(done.get("status")), done.get("error"), done)
+            results.prepare(path)
+            write_outputs(path, spec, ctx, row, None, reason, None, now)
+    except TimeoutError:
+        pass
     return RunSummary(spec.key, "failed", reason, row)

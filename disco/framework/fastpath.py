@@ -6,9 +6,10 @@ driver stores a small manifest under a fingerprint of everything that decides th
 command-line overrides, the working directory (``results_dir`` may be relative), the contents of
 every file of the config search path (``conf/``, ``--config-dir``, ``$DISCO_CONF_DIR``), the
 simulator's code version and the framework's own source. A later
-identical command finds the manifest and checks on disk that each ``runs.parquet`` is the one
-it wrote and that every run's ``metrics.parquet`` still exists and is not newer. Any doubt means a
-miss, and the normal path (which skips complete runs anyway) takes over.
+identical command finds the manifest and checks on disk, by content (sha256, not times: ``cp -p``
+and ``rsync -a`` keep those), that each ``runs.parquet`` is the one it wrote and that every run
+still passes ``results.verify`` with the run manifest it had. Any doubt means a miss, and the
+normal path (which skips complete runs anyway, with the same check) takes over.
 
 Manifests live in ``$DISCO_CACHE_DIR`` (default ``~/.cache/disco/sweeps``); deleting them is safe.
 """
@@ -21,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from disco.framework import results
 from disco.framework.compose import PlanError
 from disco.framework.provenance import code_version
 
@@ -51,20 +53,23 @@ def fingerprint(overrides: list[str], config_dirs: list[str] | None = None) -> s
     return h.hexdigest()[:32]
 
 
+def _digest(path: Path) -> tuple[int, str]:
+    data = path.read_bytes()
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
 def lookup(overrides: list[str], config_dirs: list[str] | None = None) -> dict[str, Any] | None:
     """The manifest of a complete, unchanged sweep for exactly this command, or None."""
     try:
         fp = fingerprint(overrides, config_dirs)
         manifest = json.loads((cache_dir() / f"{fp}.json").read_text())
-        oldest = 0
-        for path, mtime, size in manifest["runs"]:
-            st = Path(path).stat()
-            if (st.st_mtime_ns, st.st_size) != (mtime, size):
+        for path, size, digest in manifest["runs"]:
+            if _digest(Path(path)) != (size, digest):
                 return None
-            oldest = min(oldest, st.st_mtime_ns) if oldest else st.st_mtime_ns
         base = Path(manifest["results_dir"])
-        for study, key in manifest["keys"]:
-            if (base / study / "runs" / key / "metrics.parquet").stat().st_mtime_ns > oldest:
+        for study, key, digest in manifest["keys"]:
+            run = base / study / "runs" / key
+            if _digest(run / results.MANIFEST)[1] != digest or not results.verify(run):
                 return None
     except (OSError, ValueError, KeyError, TypeError, PlanError):
         return None
@@ -76,12 +81,11 @@ def remember(overrides: list[str], config_dirs: list[str] | None, label: str,
              results_dir: Path, runs_paths: list[Path], keys: list[tuple[str, str]]) -> None:
     """Store the manifest of a sweep whose runs are all complete and ok (best effort)."""
     try:
-        runs = []
-        for p in runs_paths:
-            st = p.stat()
-            runs.append([str(p), st.st_mtime_ns, st.st_size])
+        runs = [[str(p), *_digest(p)] for p in runs_paths]
+        runs_of = [[study, key, _digest(results_dir / study / "runs" / key / results.MANIFEST)[1]]
+                   for study, key in keys]
         manifest = {"label": label, "results_dir": str(results_dir), "runs": runs,
-                    "keys": [list(k) for k in keys]}
+                    "keys": runs_of}
         out = cache_dir()
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{fingerprint(overrides, config_dirs)}.json"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from disco.framework import compose as _compose
 from disco.framework import schema
 from disco.framework.compose import PlanError
-from disco.framework.execute import RunSpec
+from disco.framework.execute import RunSpec, task_search_path
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -100,17 +100,46 @@ def task_digest(task: str) -> str | None:
     if not sep or not module or not name:
         raise PlanError(f"sweep.task={task}: expected 'module:function'")
     try:
-        spec = importlib.util.find_spec(module)
+        with task_search_path():
+            spec = importlib.util.find_spec(module)
     except (ImportError, ValueError) as exc:
         raise PlanError(f"sweep.task={task}: cannot find module {module} ({exc})") from exc
     if spec is None:
-        raise PlanError(f"sweep.task={task}: no module named {module} on sys.path "
-                        "(put its folder on PYTHONPATH)")
+        raise PlanError(f"sweep.task={task}: no module named {module} (a task module is "
+                        "imported from sys.path without the working directory, serially and on "
+                        "Ray: install it, or put its folder on PYTHONPATH)")
     h = hashlib.sha256(module.encode() + b"\0")
     origin = Path(spec.origin) if spec.origin and spec.has_location else None
     if origin is not None and origin.is_file():
-        h.update(origin.read_bytes())
+        source = origin.read_bytes()
+        h.update(source)
+        if origin.suffix == ".py" and not _defines(source, name):
+            raise PlanError(f"sweep.task={task}: module {module} ({origin}) defines no {name}")
     return h.hexdigest()[:16]
+
+
+def _defines(source: bytes, name: str) -> bool:
+    """Does a module's source bind ``name`` at its top level (or might it: ``import *``, a module
+    ``__getattr__``)? Read, not run: planning never executes a task module."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return True  # importing it will say what is wrong, with the line
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name in (name, "__getattr__"):
+                return True
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*" or (alias.asname or alias.name.split(".")[0]) == name:
+                    return True
+        else:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and sub.id == name and isinstance(sub.ctx, ast.Store):
+                    return True
+    return False
 
 
 def _column_value(value: Any) -> Any:
@@ -259,7 +288,10 @@ class Planner:
                 cfg = self._scratch[slot] = base.copy()
         else:
             cfg = base.copy()
-        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        except OverflowError:  # OmegaConf converts an int for a float field with float()
+            raise _overflow(parsed) from None
         return cfg, reusable
 
     def resolve(self, groups: tuple[str, ...], values: Sequence[str]) -> dict[str, Any]:
@@ -307,6 +339,7 @@ class Planner:
                 if ov.is_sweep_override():
                     raise PlanError(f"'{ov.input_line}' is a sweep: add -m (--multirun) to run "
                                     "one job per value")
+        _check_size(_product(parsed), {"max_runs": _given_max_runs(parsed)})
         cli_jobs = BasicSweeper.split_arguments(parsed, None)[0]
         jobs: list[tuple[tuple[str, ...], list[str]]] = []
         for job in cli_jobs:
@@ -327,6 +360,9 @@ class Planner:
             if extra and not multirun:
                 raise PlanError(f"this config sweeps sweep.params ({', '.join(extra)}): add -m "
                                 "(--multirun) to run the sweep")
+            if extra:
+                _check_size(len(jobs) + _product(self.parse(extra)),
+                            {"max_runs": _given_max_runs(parsed) or base.cfg.sweep.max_runs})
             combos = BasicSweeper.split_arguments(self.parse(extra), None)[0] if extra else [[]]
             for combo in combos:
                 cg, cv = self.split(combo)
@@ -386,6 +422,7 @@ class Planner:
                 if key.split(".")[0] not in schema.FRAMEWORK_KEYS:
                     columns[key] = _column_value(_select(data, key))
             sim, fw = schema.split_framework(data)
+            schema.check_framework(fw)
             if fw.get("sensitivity"):
                 raise PlanError(f"study '{fw.get('study')}' is a one-at-a-time knob study (its "
                                 "'sensitivity' table): run it with `python "
@@ -411,6 +448,8 @@ class Planner:
             task_code = self.task_code(task)
             resolved = cfg.to_dict()
             base_seed, n = cfg.sim.seed, cfg.sim.replicates
+            # the first job's replicates times the jobs: the size, before any is planned
+            _check_size(len(jobs) * n if not plan.runs else len(plan.runs) + n, plan.sweep)
             for i, seed in enumerate(replicate_seeds(base_seed, n)):
                 run_cfg = copy.deepcopy(resolved) if n > 1 else resolved
                 run_cfg["sim"]["seed"] = seed
@@ -425,6 +464,54 @@ class Planner:
         if plan is None:
             raise PlanError("nothing to plan: no jobs")
         return plan
+
+
+def _product(parsed: list[Any]) -> int:
+    """How many jobs the sweeps among ``parsed`` expand to, without expanding them."""
+    import math
+
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    total = 1
+    for ov in parsed:
+        if not ov.is_sweep_override():
+            continue
+        value = ov.value()
+        if isinstance(value, RangeSweep):
+            start, stop = float(value.start or 0), float(value.stop or 0)
+            total *= max(0, math.ceil((stop - start) / float(value.step or 1)))
+        elif isinstance(value, ChoiceSweep):
+            total *= len(value.list)
+    return total
+
+
+def _given_max_runs(parsed: list[Any]) -> int | None:
+    for ov in parsed:
+        if _norm(ov.key_or_group) == "sweep.max_runs" and isinstance(ov.value(), int):
+            return int(ov.value())
+    return None
+
+
+def _check_size(runs: int, sweep: dict[str, Any]) -> None:
+    """Refuse a sweep of more than ``sweep.max_runs`` runs before planning them in memory."""
+    limit = sweep.get("max_runs") or schema.SweepConfig().max_runs
+    if runs > limit:
+        raise PlanError(f"sweep.max_runs={limit}: this sweep has about {runs} runs (each is "
+                        f"planned in memory, ~7 KB and ~1 ms, before any starts); narrow it, or "
+                        f"raise the limit: sweep.max_runs={runs}")
+
+
+def _overflow(parsed: list[Any]) -> Exception:
+    """The override whose integer is beyond a float's range, as a ConfigError naming it."""
+    from disco.config import ConfigError
+
+    for ov in parsed:
+        value = ov.value()
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2.0**1023:
+            return ConfigError(_norm(ov.key_or_group), value,
+                               "beyond the range of a float (about 1.8e308)")
+    return ConfigError("<override>", " ".join(ov.input_line for ov in parsed),
+                       "a number beyond the range of a float (about 1.8e308)")
 
 
 def _refuse_search_space(fw: dict[str, Any], given: set[str]) -> None:

@@ -10,26 +10,30 @@ Attaching fails fast: ``ray.address=auto`` is resolved here as the Ray docs desc
 ($RAY_ADDRESS, else the file the last ``ray start`` wrote), the GCS port is probed before
 ``ray.init``, and Ray's connect timeouts are shortened for the attempt, so an address that
 cannot be reached is an error naming it within seconds instead of retries for minutes.
+
+A private local Ray is locked down (token authentication, kernel-chosen ports, a private temp
+dir, no working directory on the workers' path): ``ray_local.py``. The runs themselves, once
+Ray is up, are ``ray_tasks.py``'s: batches, timeouts (a run past ``sweep.run_timeout_s`` is
+found by its claim, ``results.holder``, and its task killed), salvage, and a dead raylet that
+ends the sweep with its summary instead of the driver.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from disco.framework import results
-from disco.framework.execute import RunContext, RunSpec, RunSummary, record_lost, run_batch
+from disco.framework import ray_local
+from disco.framework.execute import RunContext, RunSpec, RunSummary
+from disco.framework.ray_tasks import Batcher, Flight, RayGone, drive
 
 LOCAL = "local"
 
@@ -77,8 +81,10 @@ def _env(address: str) -> None:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray use 127.0.0.1 as this node's IP: right
     for a private local Ray and for attaching to a head bound to loopback, wrong for a real
     multi-host cluster (its nodes could not reach us), so it is only set in the first two cases.
+    Authentication is the cluster's: a private Ray's token is set up by ``ray_local``; when
+    attaching, Ray's own rules apply (``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN[_PATH]``, else
+    ``~/.ray/auth_token``).
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == LOCAL or _is_loopback(_resolve_quietly(address)):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -230,57 +236,66 @@ def _exit_on_signal() -> Iterator[None]:
         os.close(r)
 
 
-def _short_temp_dir() -> str:
-    # Ray puts unix sockets under its temp dir; their paths must stay under ~107 bytes.
-    path = Path(tempfile.gettempdir()) / f"disco-ray-{os.getuid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+# The private local Ray this process started (``init``), closed by ``shutdown``.
+_session: ray_local.LocalSession | None = None
 
 
-def _pythonpath() -> str:
-    """What local workers need on sys.path to import a task module the driver can import."""
-    parts = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return os.pathsep.join(dict.fromkeys(parts))
+def local_session(ray_cfg: dict[str, Any]) -> ray_local.LocalSession:
+    """The token, environment and temp dir of a private local Ray, before ``import ray``."""
+    try:
+        return ray_local.LocalSession(ray_cfg)
+    except ray_local.UnsafeTempDir as exc:
+        raise RayStartError(str(exc)) from None
+    except OSError as exc:
+        raise RayStartError(f"cannot make a private temp dir for Ray: {exc}") from exc
 
 
-def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
+def init(ray_cfg: dict[str, Any], project_root: Path,
+         session: ray_local.LocalSession | None = None) -> bool:
     """Start or attach to Ray as configured; return True if this call started it.
 
     If Ray is already initialized in this process (a notebook, the test session), use it.
     An address that cannot be reached raises RayStartError within seconds, naming it.
+    A private local Ray is started with ``session``'s lockdown (made here if not given);
+    ``shutdown()`` stops it and removes its token.
     """
+    global _session
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        if session is not None:
+            session.close()
         return False
     address = str(ray_cfg.get("address") or LOCAL)
     if address != LOCAL:
         address, origin = resolve_address(address)
         probe(address, origin)
-    ray = _import_ray(address)
+    elif session is None:
+        session = local_session(ray_cfg)
     runtime_env = dict(ray_cfg.get("runtime_env") or {})
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": "warning",
                               "log_to_driver": True}
     if address == LOCAL:
+        assert session is not None
         mem = ray_cfg.get("object_store_memory_mb")
-        # The raylet is our child and its workers inherit its environment: PYTHONPATH set for
-        # the start is enough (a runtime_env would add a per-worker setup step).
-        saved = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = _pythonpath()
         try:
-            ray.init(
-                address=LOCAL,
-                num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
-                object_store_memory=int(mem) * 2**20 if mem else None,
-                _temp_dir=ray_cfg.get("temp_dir") or _short_temp_dir(),
-                _node_ip_address="127.0.0.1",
-                runtime_env=runtime_env or None,
-                **{**common, "log_to_driver": False},  # failures are in the rows anyway
-            )
-        finally:
-            if saved is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved
+            ray = _import_ray(address)
+            with ray_local.kernel_chosen_agent_port():
+                ray.init(
+                    address=LOCAL,
+                    num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
+                    object_store_memory=int(mem) * 2**20 if mem else None,
+                    _temp_dir=str(session.ray_temp_dir),
+                    _node_ip_address="127.0.0.1",
+                    job_config=ray_local.job_config(),
+                    runtime_env=runtime_env or None,
+                    **{**common, "log_to_driver": False},  # failures are in the rows anyway
+                )
+        except BaseException:
+            session.close()
+            raise
+        session.started()
+        _session = session
     else:
+        ray = _import_ray(address)
         if ray_cfg.get("ship_code", True):
             runtime_env.setdefault("working_dir", str(project_root))
             runtime_env.setdefault("excludes", [
@@ -294,7 +309,8 @@ def init(ray_cfg: dict[str, Any], project_root: Path) -> bool:
         extra = {"_node_ip_address": node_ip} if node_ip else {}
         common["logging_level"] = "info"  # say what is shipped where
         try:
-            ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
+            ray.init(address=address, runtime_env=runtime_env or None,
+                     job_config=ray_local.job_config(), **common, **extra)
         except ConnectionError as exc:
             raise RayStartError(f"cannot attach to Ray at {address} "
                                 f"(ray.address={ray_cfg.get('address')}): {exc}") from exc
@@ -324,73 +340,52 @@ def shared() -> Iterator[None]:
             stop()
 
 
+def shutdown() -> None:
+    """``ray.shutdown()``, and the private Ray's token and environment gone with it."""
+    global _session
+    import ray
+
+    try:
+        ray.shutdown()
+    finally:
+        session, _session = _session, None
+        if session is not None:
+            session.close()
+
+
 def cluster_cpus() -> int:
     import ray
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-class Batcher:
-    """Cuts the queue of runs into Ray tasks, sized from the runs' measured duration.
-
-    A fixed ``sweep.batch_size`` is used as given. Otherwise the first tasks carry one run
-    each; once run times are known, a task carries about ``TASK_S`` seconds of runs (so 1000
-    runs of 10 ms are a few dozen tasks, and 30 runs of 2 s are 30 tasks), and near the end
-    batches shrink so both CPUs finish together instead of one waiting for a long last batch.
-    """
-
-    TASK_S = 0.25
-    MAX_RUNS = 100
-
-    def __init__(self, specs: list[RunSpec], size: int | None, cpus: int) -> None:
-        self.queue = deque(specs)
-        self.fixed = size
-        self.cpus = cpus
-        self._wall = 0.0
-        self._runs = 0
-
-    def observe(self, run_wall_s: float | None) -> None:
-        if run_wall_s is not None:
-            self._wall += run_wall_s
-            self._runs += 1
-
-    def size(self) -> int:
-        if self.fixed:
-            return self.fixed
-        if not self._runs:
-            return 1
-        mean = self._wall / self._runs
-        size = min(self.MAX_RUNS, max(1, int(self.TASK_S / max(mean, 1e-6))))
-        return max(1, min(size, math.ceil(len(self.queue) / (2 * self.cpus))))
-
-    def next(self) -> list[RunSpec]:
-        n = min(self.size(), len(self.queue))
-        return [self.queue.popleft() for _ in range(n)]
-
-
 def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_root: Path,
         batch_size: int | None, on_summary: Callable[[RunSummary], None],
         tick: Callable[[], None] = lambda: None,
         starting: Callable[[str], None] = lambda what: None,
-        stop: Callable[[], bool] = lambda: False) -> None:
+        stop: Callable[[], bool] = lambda: False, timeout_s: float | None = None) -> None:
     """Run every spec on Ray, calling ``on_summary`` once per run as results come back.
 
     ``starting`` is told what happens before the first run ("starting Ray..."); when ``stop()``
-    turns true (``sweep.fail_fast`` after a failure) the tasks in flight are cancelled.
+    turns true (``sweep.fail_fast`` after a failure) the tasks in flight are cancelled. A run
+    past ``timeout_s`` has its task killed and is recorded failed; if Ray itself goes (its
+    raylet dies), every unfinished run is recorded failed and this returns: the sweep still
+    writes its table and summary.
     """
     address = str(ray_cfg.get("address") or LOCAL)
     already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     if not already:
         starting("starting Ray..." if address == LOCAL else f"attaching to Ray ({address})...")
     local = not already and address == LOCAL
-    reaper = None
+    reaper = session = None
     if local:
         from disco.framework.reaper import Reaper
 
-        reaper = Reaper()
+        session = local_session(ray_cfg)
+        reaper = Reaper(session.marker, session.cleanup_path)
     try:
         with _exit_on_signal():
-            started = init(ray_cfg, project_root)
+            started = init(ray_cfg, project_root, session)
     except RayStartError:
         raise
     except Exception as exc:
@@ -401,7 +396,6 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
         if reaper and not (sys.modules.get("ray") and sys.modules["ray"].is_initialized()):
             reaper.close()
     import ray
-    from ray.exceptions import RayError
 
     if not already:
         starting("running the first runs...")
@@ -410,46 +404,30 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) \
         if cli_signals and threading.current_thread() is threading.main_thread() else None
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
-        ctx_ref = ray.put(ctx)
         cpus = cluster_cpus()
         batcher = Batcher(specs, batch_size, cpus)
-        pending: dict[Any, list[RunSpec]] = {}
+        flight = Flight(ray, ctx, timeout_s)
+        try:
+            drive(ray, flight, batcher, cpus, on_summary, tick, stop,
+                  raylet=_session.raylet if _session is not None else None)
+        except RayGone as gone:
+            if _session is not None:  # its workers outlive the raylet, holding their runs
+                from disco.framework.reaper import kill_marked
 
-        def submit() -> None:  # two tasks per CPU in flight: each worker has the next queued
-            while batcher.queue and len(pending) < 2 * cpus:
-                batch = batcher.next()
-                pending[remote.remote(batch, ctx_ref)] = batch
-
-        submit()
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                batch = pending.pop(ref)
-                try:
-                    summaries = ray.get(ref)
-                except RayError as exc:  # the worker died (or the task could not be run)
-                    summaries = _salvage(batch, ctx, exc, pending, remote, ctx_ref)
-                for s in summaries:
-                    batcher.observe(s.row.get("run_wall_s"))
-                    on_summary(s)
-            if stop():
-                for ref in pending:  # runs they finish anyway stay complete on disk
-                    ray.cancel(ref)
-                return
-            submit()
-            tick()
+                kill_marked(_session.marker)
+            for s in flight.abandon(batcher, gone.reason):
+                on_summary(s)
     finally:
-        def shutdown() -> None:
+        def stop_ray() -> None:
             if started:
-                ray.shutdown()
+                shutdown()
             if reaper:
                 reaper.close()
 
         if _held is not None and (started or reaper):
-            _held.append(shutdown)  # shared(): the next sweep finds Ray initialized and uses it
+            _held.append(stop_ray)  # shared(): the next sweep finds Ray initialized and uses it
         else:
-            shutdown()
+            stop_ray()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 
@@ -459,22 +437,3 @@ def _resolve_quietly(address: str) -> str:
         return _resolve(address)
     except RayStartError:
         return address  # init() raises it, with its message
-
-
-def _salvage(batch: list[RunSpec], ctx: RunContext, exc: Exception, pending: dict[Any, Any],
-             remote: Any, ctx_ref: Any) -> list[RunSummary]:
-    """A batch whose worker died: keep its finished runs, retry the others one per task.
-
-    Only the run that kills its worker again is then recorded as failed, not its batch-mates.
-    """
-    reason = f"ray task failed: {type(exc).__name__}: {exc}"
-    out, retry = [], []
-    for spec in batch:
-        if len(batch) > 1 and results.read_row(
-                results.run_dir(ctx.results_dir, spec.study, spec.key)) is None:
-            retry.append(spec)
-        else:
-            out.append(record_lost(spec, ctx, reason))
-    for spec in retry:
-        pending[remote.remote([spec], ctx_ref)] = [spec]
-    return out

@@ -1,22 +1,37 @@
-"""The on-disk layout of results, written so a killed process never leaves a half file.
+"""The on-disk layout of results: written so a killed process never leaves a half file, owned
+while written, and checked before it is trusted.
 
 ``<results_dir>/<study>/runs/<key>/`` holds ``timeline.parquet``, ``vms.parquet``,
 ``tables/<name>.parquet``, ``config.yaml``, ``provenance.json`` (and ``error.txt`` when the run
-failed), then ``metrics.parquet`` LAST: a run is complete exactly when its metrics file exists.
+failed), ``metrics.parquet``, then ``manifest.json`` LAST: the key and each file's size and
+sha256. A run is complete exactly when its manifest names its folder and every file it lists
+is there with that size and hash (``verify``): a metrics file copied from another run, a deleted
+``config.yaml`` or a truncated timeline is a run to redo, whatever the files' times say.
+
 Every file is written to a temporary name in the same directory and renamed into place
-(``os.replace`` is atomic on POSIX), so readers see the old file, the new one, or none.
+(``os.replace`` is atomic on POSIX), so readers see the old file, the new one, or none. A run is
+written only by the process that holds its claim (``claim``: an ``flock`` on ``.lock`` in its
+folder, which the kernel releases when that process ends, however it ends), so two sweeps of one
+study never write, or clean, one run at once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import io
 import json
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 METRICS = "metrics.parquet"
+MANIFEST = "manifest.json"
+LOCK = ".lock"
 RUNS = "runs.parquet"
 SWEEPS = "sweeps"
 CONFIG_PREFIX = "config."
@@ -66,8 +81,12 @@ def _tmp(path: Path) -> Path:
 
 def write_bytes(path: Path, data: bytes) -> None:
     tmp = _tmp(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_parquet(path: Path, frame: Any) -> None:
@@ -76,9 +95,11 @@ def write_parquet(path: Path, frame: Any) -> None:
 
     if not isinstance(frame, pl.DataFrame):
         frame = pl.DataFrame(frame, strict=False)
-    tmp = _tmp(path)
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    # Encoded in memory, written by Python: a full disk is then an OSError (ENOSPC), where
+    # polars writing the file itself says ComputeError.
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    write_bytes(path, buf.getvalue())
 
 
 def row_frame(row: dict[str, Any]) -> Any:
@@ -87,37 +108,170 @@ def row_frame(row: dict[str, Any]) -> Any:
     return pl.from_dicts([row], infer_schema_length=None)
 
 
+class WriteError(OSError):
+    """Results could not be written (a full disk, a folder that is not writable): the sweep
+    stops, and the CLI says which file (exit 2), instead of failing run after run. Its args are
+    OSError's (errno, message), so it survives pickling from a Ray worker."""
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """OSErrors of writing ``path`` become a WriteError naming it."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def claim(path: Path, owner: dict[str, Any], wait_s: float | None = None) -> Iterator[bool]:
+    """Own run dir ``path`` while the block writes it; yields whether another process held it
+    first (we waited for it: it may have completed the run meanwhile).
+
+    An ``flock`` on ``path/.lock``: the kernel releases it when the holder exits, a SIGKILL
+    too, so a dead process's claim is taken over at once. ``owner`` (pid, host, sweep) is
+    written into the file for whoever wonders who holds it (``holder``). ``wait_s``: give up
+    (TimeoutError) after waiting that long; None waits as long as the holder runs.
+    """
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = False
+        except BlockingIOError:
+            waited = True
+            if wait_s is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                _poll_lock(fd, wait_s)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        yield waited
+    finally:
+        os.close(fd)
+
+
+def _poll_lock(fd: int, wait_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the claim is still held after {wait_s:g} s") from None
+            time.sleep(0.05)
+
+
+def holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the claim on run dir ``path`` now (what ``claim`` wrote), or None if nobody."""
+    try:
+        fd = os.open(path / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held
+            try:
+                return json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                return {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def prepare(path: Path) -> None:
-    """Make ``path`` an incomplete run dir: metrics first out, stale temp files and errors gone."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / METRICS).unlink(missing_ok=True)
-    for stale in path.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-    (path / "error.txt").unlink(missing_ok=True)
+    """Make ``path`` an empty, incomplete run dir (its claim kept): the manifest first out, then
+    every file an earlier attempt left, temporary ones and ``tables/`` included."""
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MANIFEST).unlink(missing_ok=True)
+        for entry in path.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _file_digest(file: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    size = 0
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def write_manifest(path: Path, key: str, files: list[Path]) -> None:
+    """The completion mark, written last: the key and each file's size and sha256."""
+    listed = {str(f.relative_to(path)): _file_digest(f) for f in files}
+    write_bytes(path / MANIFEST, json.dumps({"key": key, "files": listed}, indent=1).encode())
+
+
+def verify(path: Path) -> bool:
+    """Is run dir ``path`` complete and untouched: a manifest naming this folder, and every file
+    it lists there with its size and content hash?"""
+    try:
+        manifest = json.loads((path / MANIFEST).read_bytes())
+        files = manifest["files"]
+        if manifest["key"] != path.name or METRICS not in files:
+            return False
+        for rel, want in files.items():
+            file = path / rel
+            if file.stat().st_size != want["size"] or _file_digest(file) != want:
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 def write_run(path: Path, *, row: dict[str, Any], config: dict[str, Any],
               provenance: dict[str, Any], result: Any = None, error: str | None = None) -> None:
-    """Write one run's files; ``metrics.parquet`` last, as the completion mark."""
+    """Write one run's files, then its manifest, last, as the completion mark. Call it holding
+    the run's ``claim``, after ``prepare``. An OSError (a full disk) is a WriteError."""
     import yaml
 
     key = row["key"]
+    files: list[Path] = []
+
+    def put(file: Path, data: Any) -> None:
+        with writing(file):
+            if isinstance(data, bytes):
+                write_bytes(file, data)
+            else:
+                write_parquet(file, data)
+        files.append(file)
+
     if result is not None:
         for name, cols in (("timeline", result.timeline), ("vms", result.vms)):
             if cols:
-                write_parquet(path / f"{name}.parquet", _with_key(cols, key))
+                put(path / f"{name}.parquet", _with_key(cols, key))
         if result.tables:
-            (path / "tables").mkdir(exist_ok=True)
+            with writing(path / "tables"):
+                (path / "tables").mkdir(exist_ok=True)
             for name, cols in result.tables.items():
-                write_parquet(path / "tables" / f"{name}.parquet", _with_key(cols, key))
+                put(path / "tables" / f"{name}.parquet", _with_key(cols, key))
     if error is not None:
-        write_bytes(path / "error.txt", error.encode())
+        put(path / "error.txt", error.encode())
     # libyaml's emitter: the pure-Python one costs ~15 ms for a full SimConfig.
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump(config, Dumper=dumper, sort_keys=False)
-    write_bytes(path / "config.yaml", text.encode())
-    write_bytes(path / "provenance.json", json.dumps(provenance, indent=2, default=str).encode())
-    write_parquet(path / METRICS, row_frame(row))
+    put(path / "config.yaml", yaml.dump(config, Dumper=dumper, sort_keys=False).encode())
+    put(path / "provenance.json", json.dumps(provenance, indent=2, default=str).encode())
+    put(path / METRICS, row_frame(row))
+    with writing(path / MANIFEST):
+        write_manifest(path, key, files)
 
 
 def _with_key(cols: dict[str, list], key: str) -> dict[str, list]:
@@ -126,20 +280,20 @@ def _with_key(cols: dict[str, list], key: str) -> dict[str, list]:
 
 
 def read_row(path: Path) -> dict[str, Any] | None:
-    """The metrics row of a complete run, or None if the run is incomplete or unreadable.
+    """The metrics row of a complete run (``verify``), or None if the run is incomplete,
+    damaged, or its row is not this folder's key.
 
     Rows written before the times were typed hold ISO strings: they come back as datetimes.
     """
     import polars as pl
 
-    file = path / METRICS
-    if not file.exists():
+    if not verify(path):
         return None
     try:
-        rows = pl.read_parquet(file).to_dicts()
+        rows = pl.read_parquet(path / METRICS).to_dicts()
     except Exception:  # a foreign or damaged file: treat the run as not done
         return None
-    if not rows:
+    if len(rows) != 1 or rows[0].get("key") != path.name:
         return None
     row = rows[0]
     for t in TIMES:
@@ -176,8 +330,9 @@ def gather(rows: list[dict[str, Any]], out: Path) -> Path:
 
     frames = [row_frame(r) for r in rows]
     df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_parquet(out, df)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(out, df)
     return out
 
 
@@ -189,6 +344,7 @@ def write_sweep_manifest(study_dir: Path, manifest: dict[str, Any]) -> Path:
     """
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S.%fZ")
     path = study_dir / SWEEPS / f"{stamp}-{os.getpid()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, json.dumps(manifest, indent=1, default=str).encode())
     return path

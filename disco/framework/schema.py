@@ -10,11 +10,12 @@ are ``SimConfig.validate()``'s; OmegaConf gives the type and unknown-key errors 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from disco.config import SimConfig
+from disco.config import ConfigError, Positive, SimConfig, build
 
 SCHEMA_NAME = "disco_schema"
 DEFAULT_TASK = "disco.runner:simulate"
@@ -25,11 +26,16 @@ class SweepConfig:
     """How a sweep runs; none of this changes a run's result, so none of it is in the run key."""
 
     force: bool = False  # re-run runs whose results are already complete
-    serial: bool = False  # run in this process, no Ray (same as ray.address=none)
-    batch_size: int | None = None  # runs per Ray task; null: ~0.25 s of runs, measured
+    serial: bool = False  # run in a child process, one run after another, no Ray
+    # runs per Ray task; null: ~0.25 s of runs, measured
+    batch_size: Annotated[int | None, Positive] = None
     task: str = DEFAULT_TASK  # "module:function" taking a SimConfig, returning a SimResult
     progress: bool = True  # live progress bar on stderr
     fail_fast: bool = False  # stop at the first failed run (exit 1); finished runs are kept
+    # a run still going after this many seconds is stopped and recorded failed; null: no limit
+    run_timeout_s: Annotated[float | None, Positive] = 3600.0
+    # a sweep plans at most this many runs (each is planned in memory before any starts)
+    max_runs: Annotated[int, Positive] = 20_000
     # A study's own sweep: {"dotted.key or group": "a,b,c"}, expanded like `-m key=a,b,c`.
     # Command-line overrides of the same key win.
     params: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +76,8 @@ class TuneConfig:
 FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity", "objective",
                   "direction", "tune")
 TUNE_KEYS = ("objective", "direction", "tune")  # read by `disco tune` only
+# A study names the folder <results_dir>/<study>/: one path component, nothing to escape with.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def _schema_fields() -> list[tuple[str, Any, Any]]:
@@ -120,6 +128,30 @@ def register() -> None:
 
 def sim_section_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(SimConfig))
+
+
+def check_study(study: Any) -> str:
+    """``study`` as a folder name, or a ConfigError: letters, digits, ``_-.``, one component."""
+    if not isinstance(study, str) or not STUDY_NAME.fullmatch(study):
+        raise ConfigError("study", study, "a study is a simple name (letters, digits and _ - ., "
+                          "not starting with . or -): it is the folder <results_dir>/<study>/")
+    return study
+
+
+def check_framework(fw: dict[str, Any]) -> None:
+    """The framework keys, typed like the simulator's: an unknown key (``+sweep.forse=true``),
+    a wrong type or a value out of range is a ConfigError naming it."""
+    for key, value in fw.items():
+        if key not in FRAMEWORK_KEYS:
+            raise ConfigError(key, value, "unknown key; the config has the simulator's sections ("
+                              f"{', '.join(sim_section_names())}) and {', '.join(FRAMEWORK_KEYS)}")
+    build(SweepConfig, fw.get("sweep", {}), "sweep")
+    build(RayConfig, fw.get("ray", {}), "ray")
+    build(TuneConfig, fw.get("tune") or {}, "tune")
+    for key in ("study", "results_dir"):
+        if not isinstance(fw.get(key), str) or not fw[key]:
+            raise ConfigError(key, fw.get(key), "expected a non-empty string")
+    check_study(fw["study"])
 
 
 def split_framework(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from disco.framework import results
-from disco.framework.execute import RunContext, RunSpec, RunSummary, run_one
+from disco.framework.execute import RunContext, RunSpec, RunSummary, trusted_path
+from disco.framework.isolate import Isolated
 from disco.framework.plan import Plan, Planner
 from disco.framework.progress import Progress
 
@@ -93,23 +95,31 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
 
     stopped = False
     if pending:
+        check_writable(plan)
         root = project_root()
         ctx = RunContext(results_dir=str(plan.results_dir), task=plan.sweep["task"],
                          code_version=plan.code_version,
-                         provenance=sweep_provenance(root, plan.code_version, argv or []))
+                         provenance=sweep_provenance(root, plan.code_version, argv or []),
+                         sys_path=tuple(trusted_path()), sweep_id=uuid.uuid4().hex)
         if serial is None:
             serial = bool(plan.sweep.get("serial")) or ray_backend.is_serial(plan.ray)
+        timeout = plan.sweep.get("run_timeout_s")
         try:
             with progress.bar_safe_output():
                 if serial:
-                    for spec in pending:
-                        on_summary(run_one(spec, ctx))
-                        if stop():
-                            break
+                    child = Isolated(ctx, timeout)
+                    child.start()
+                    try:
+                        for spec in pending:
+                            on_summary(child.run(spec))
+                            if stop():
+                                break
+                    finally:
+                        child.close()
                 else:
                     ray_backend.run(pending, ctx, plan.ray, root, plan.sweep.get("batch_size"),
                                     on_summary, tick=progress.tick, starting=progress.starting,
-                                    stop=stop)
+                                    stop=stop, timeout_s=timeout)
         finally:
             progress.close()
         stopped = stop() and len(rows) < len(plan.runs)
@@ -137,6 +147,24 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
                         runs_path=runs_paths.get(plan.study), rows=ordered, failures=failures,
                         wall_s=time.perf_counter() - t0, runs_paths=runs_paths, stopped=stopped,
                         not_run=len(plan.runs) - len(rows))
+
+
+def check_writable(plan: Plan) -> None:
+    """Every study's folder can be made and written, before Ray starts or any run does: else
+    a WriteError naming the folder (the CLI's exit 2), not a traceback per run. Leaves nothing
+    behind: it writes a file in the nearest folder that exists, and removes it."""
+    import tempfile
+
+    for study in plan.studies:
+        runs = plan.results_dir / study / "runs"
+        with results.writing(runs):
+            existing = runs
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise NotADirectoryError(20, f"{existing} is not a directory")
+            with tempfile.NamedTemporaryFile(dir=existing, prefix=".disco-write-probe-"):
+                pass
 
 
 def _manifest(plan: Plan, study: str, rows: dict[str, dict[str, Any]], pending: list[RunSpec],

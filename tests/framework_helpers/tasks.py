@@ -37,16 +37,18 @@ def ragged_timeline(cfg: SimConfig) -> SimResult:
     return result
 
 
-# A stream the sweep's progress writes to, read by ``check_failure_was_printed`` mid-sweep.
-STREAM: list = []
+# The file the sweep's progress writes to, read by ``check_failure_was_printed`` mid-sweep (a
+# serial sweep runs its tasks in a child process: the file is what both see).
+STREAM_ENV = "DISCO_TEST_PROGRESS_FILE"
 
 
 def check_failure_was_printed(cfg: SimConfig) -> SimResult:
-    """Fails for period 13; every later run checks that the failure is already on the stream."""
+    """Fails for period 13; every later run checks that the failure is already in the file."""
     if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
         raise RuntimeError("unlucky period: 13 ms")
     result = simulate(cfg)
-    result.metrics["failure_seen"] = int(bool(STREAM) and "FAILED" in STREAM[0].getvalue())
+    path = os.environ.get(STREAM_ENV)
+    result.metrics["failure_seen"] = int(bool(path) and "FAILED" in open(path).read())
     return result
 
 
@@ -55,6 +57,57 @@ def fail_on_13_else_slow(cfg: SimConfig) -> SimResult:
     if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
         raise RuntimeError("unlucky period: 13 ms")
     time.sleep(0.3)
+    return simulate(cfg)
+
+
+# A file whose existence releases ``wait_for_release`` (a sweep held mid-run while a test looks
+# at it); the runs of a held sweep give up after a minute.
+RELEASE_ENV = "DISCO_TEST_RELEASE_FILE"
+
+
+def held(cfg: SimConfig) -> SimResult:
+    """Waits for the release file; then two runs pass and every later one is held until the
+    sweep ends (a minute at most): a sweep stopped mid-way, on purpose."""
+    release = os.environ[RELEASE_ENV]
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    slots = release + ".slots"
+    os.makedirs(slots, exist_ok=True)
+    for slot in ("0", "1"):
+        try:
+            os.close(os.open(os.path.join(slots, slot), os.O_CREAT | os.O_EXCL))
+            return simulate(cfg)
+        except FileExistsError:
+            continue
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return simulate(cfg)
+
+
+def hang_on_13(cfg: SimConfig) -> SimResult:
+    """Never returns for policy.periodic_period_ms=13 (a run that hangs)."""
+    while cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        time.sleep(1)
+    return simulate(cfg)
+
+
+def sigkill_self_on_13(cfg: SimConfig) -> SimResult:
+    """SIGKILLs its own process for policy.periodic_period_ms=13."""
+    import signal
+
+    if cfg.policy.periodic_period_ms == BAD_PERIOD_MS:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return simulate(cfg)
+
+
+def die_once(cfg: SimConfig) -> SimResult:
+    """Kills its worker the first time it runs a config (a marker file in $DISCO_TEST_DIE_ONCE
+    remembers), then simulates: a good run whose first worker died."""
+    marker = os.path.join(os.environ["DISCO_TEST_DIE_ONCE"], f"{cfg.policy.periodic_period_ms}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
     return simulate(cfg)
 
 
