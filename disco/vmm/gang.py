@@ -31,6 +31,7 @@ from disco.vmm.execution import CpuScheduler, Execution
 from disco.vmm.idle_balancer import IdleBalancer
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, INF, RUNNABLE, RUNNING, VCPU, VM, startable_members
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 
 
 class GangScheduler(CpuScheduler):
@@ -47,6 +48,7 @@ class GangScheduler(CpuScheduler):
         self.slice = slice_s
         self.rpc = rpc_s
         self.preemptions = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
 
     def report(self, out: Report) -> None:
         out.metrics["gang_preemptions"] = self.preemptions
@@ -95,6 +97,7 @@ class GangScheduler(CpuScheduler):
             cur = cpus[u.cpu].current
             if cur is not None and cur.vm.running:
                 self.preemptions += 1
+                self.trace.gang_preempted(cur.vm, vm, cpus[u.cpu])
                 freed.extend(self.deschedule(cur.vm, kick=False))
         start = self.execution.start
         for u in members:
@@ -168,6 +171,7 @@ class GangScheduler(CpuScheduler):
             freed: list[CPU] = []
             if cur is not None:
                 self.preemptions += 1
+                self.trace.gang_preempted(cur.vm, vm, cpu)
                 freed = self.deschedule(cur.vm, kick=False)
             self.execution.start(v, cpu, self.rpc if cur is not None else 0.0)
             if cpu.waiting:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from disco.hardware import Machine
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, RUNNABLE, VCPU, VM, startable_members
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 from disco.vmm.vcpu_migration import VcpuMigrator
 
 
@@ -25,6 +26,7 @@ class IdleBalancer:
         self.migrator = migrator
         self.gang = gang
         self.moves = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
         self.rings: list[tuple[tuple[CPU, ...], tuple[CPU, ...]]] = []
         self.peers: list[tuple[CPU, ...]] = []  # both rings: a quick "nobody waits" exit
         m = machine
@@ -72,5 +74,6 @@ class IdleBalancer:
             if best is not None:
                 self.migrator.migrate(best, cpu)
                 self.moves += 1
+                self.trace.idle_steal(best, cpu)
                 return best
         return None

@@ -15,6 +15,7 @@ from disco.hardware import OTHER_CELL, Machine
 from disco.vmm.gang import GangScheduler
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, RUNNABLE, VCPU, MonitorState
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 from disco.vmm.vcpu_migration import VcpuMigrator
 
 
@@ -32,6 +33,7 @@ class PeriodicBalancer:
         self.allow_split = allow_split
         self.cross_cell = cross_cell
         self.moves = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
 
     def start(self) -> None:
         self.loop.schedule(self.period, self.tick)
@@ -70,6 +72,7 @@ class PeriodicBalancer:
         tree.set_load(src.index, src.load)
         tree.set_load(dst.index, dst.load)
         self.moves += 1
+        self.trace.periodic_move(v, dst)
         self.gang.ensure_slice_on(dst)
         return True
 
