@@ -204,3 +204,77 @@ def test_a_failed_run_leaves_no_partial_trace(tmp_path):
     tracer.abort()
     assert not list(Path(tmp_path).iterdir())
 
+
+# -- the framework: trace keys, rows, the cache ------------------------------------------------
+
+@pytest.fixture
+def _private_sweep_cache(tmp_path_factory, monkeypatch):
+    """Keep the re-run manifests (disco/framework/fastpath.py) out of ~/.cache."""
+    monkeypatch.setenv("DISCO_CACHE_DIR", str(tmp_path_factory.mktemp("sweep_cache")))
+
+
+SWEEP = ["machine.nodes=4", "cells.count=2", "sim.duration_s=1", "sweep.progress=false",
+         "ray.address=none"]
+
+
+def _rows(results: Path) -> list[dict]:
+    import polars as pl
+
+    return pl.read_parquet(results / "default" / "runs.parquet").to_dicts()
+
+
+@pytest.mark.usefixtures("_private_sweep_cache")
+def test_trace_runs_first_traces_replicate_zero_and_the_row_records_the_path(tmp_path):
+    from disco.cli import main
+
+    assert main(["-m", *SWEEP, "sim.replicates=2", f"results_dir={tmp_path}",
+                 "trace.runs=first"]) == 0
+    rows = sorted(_rows(tmp_path), key=lambda r: r["replicate"])
+    assert Path(rows[0]["trace_path"]).name == "trace.json"
+    assert load(rows[0]["trace_path"])["traceEvents"]
+    assert rows[1].get("trace_path") is None
+    assert not (Path(rows[0]["trace_path"]).parent.parent / rows[1]["key"] / "trace.json").exists()
+
+
+@pytest.mark.usefixtures("_private_sweep_cache")
+def test_a_trace_is_not_in_the_run_key_but_the_cache_still_writes_one(tmp_path):
+    from disco.cli import main
+
+    assert main([*SWEEP, f"results_dir={tmp_path}"]) == 0
+    (plain,) = _rows(tmp_path)
+    assert plain.get("trace_path") is None
+    assert main([*SWEEP, f"results_dir={tmp_path}", "trace=true"]) == 0
+    (traced,) = _rows(tmp_path)
+    assert traced["key"] == plain["key"]  # the same run, run again to write its trace
+    assert traced["cpu_utilization"] == plain["cpu_utilization"]
+    first = Path(traced["trace_path"]).stat().st_mtime_ns
+    assert main([*SWEEP, f"results_dir={tmp_path}", "trace=true"]) == 0  # complete: skipped
+    assert Path(traced["trace_path"]).stat().st_mtime_ns == first
+    assert main([*SWEEP, f"results_dir={tmp_path}", "trace=true", "trace.window=[0.2,0.4]"]) == 0
+    (windowed,) = _rows(tmp_path)
+    assert load(windowed["trace_path"])["otherData"]["window_s"] == [0.2, 0.4]
+    assert main([*SWEEP, f"results_dir={tmp_path}", "trace.gzip=true", "trace=true"]) == 0
+    assert Path(_rows(tmp_path)[0]["trace_path"]).name == "trace.json.gz"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trace=maybe", "trace"), ("trace.runs=some", "trace.runs"),
+    ("trace.window=[3,1]", "trace.window"), ("trace.counter_ms=0", "trace.counter_ms"),
+    ("trace.window=abc", "trace.window"),
+])
+def test_bad_trace_keys_exit_2_naming_key_and_value(tmp_path, capsys, override, key):
+    from disco.cli import main
+
+    assert main([*SWEEP, f"results_dir={tmp_path}", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert key in err[0] and override.split("=", 1)[1].strip("[]").split(",")[0] in err[0]
+    assert not (tmp_path / "default").exists()
+
+
+def test_tracing_needs_the_default_task(tmp_path, capsys):
+    from disco.cli import main
+
+    assert main([*SWEEP, f"results_dir={tmp_path}", "trace=true",
+                 "sweep.task=framework_helpers.tasks:slow"]) == 2
+    assert "sweep.task" in capsys.readouterr().err
+

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from disco.framework import results
+from disco.framework import results, tracing
 from disco.framework.execute import RunContext, RunSpec, RunSummary, run_one
 from disco.framework.plan import Plan, Planner
 from disco.framework.progress import Progress
@@ -66,9 +66,10 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
     rows: dict[str, dict[str, Any]] = {}
     pending: list[RunSpec] = []
     for spec in plan.runs:
-        row = None if force else results.read_row(
-            results.run_dir(plan.results_dir, spec.study, spec.key))
-        if row is not None and row.get("status") == "ok":
+        path = results.run_dir(plan.results_dir, spec.study, spec.key)
+        row = None if force else results.read_row(path)
+        if row is not None and row.get("status") == "ok" and tracing.satisfied(row, path,
+                                                                              spec.trace):
             rows[spec.key] = row
         else:
             pending.append(spec)
