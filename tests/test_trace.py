@@ -278,3 +278,23 @@ def test_tracing_needs_the_default_task(tmp_path, capsys):
                  "sweep.task=framework_helpers.tasks:slow"]) == 2
     assert "sweep.task" in capsys.readouterr().err
 
+
+# -- analysis/schedule.py ----------------------------------------------------------------------
+
+def test_schedule_py_draws_a_non_empty_png_of_a_traced_run(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    run = tmp_path / "run"
+    cfg = compose(["faults=one_node", "machine.nodes=8", "cells.count=4", "sim.duration_s=11"])
+    simulate(cfg, trace=TraceOptions(run / "trace.json", window=(9.5, 11.0)))
+    out = tmp_path / "gantt.png"
+    proc = subprocess.run([sys.executable, str(root / "analysis" / "schedule.py"), str(run),
+                           "--from", "9.8", "--to", "10.6", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    bad = subprocess.run([sys.executable, str(root / "analysis" / "schedule.py"), str(tmp_path),
+                          "--from", "1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no trace" in bad.stderr
