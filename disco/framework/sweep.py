@@ -1,10 +1,12 @@
 """The sweep driver: skip complete runs, run the rest (serially or on Ray), gather the rows.
 
 Sweep-level concerns live here, not in the task: what is already done (a run is complete when
-its ``metrics.parquet`` exists with ``status=ok``), progress, failures (printed as they happen;
-``sweep.fail_fast`` stops at the first), each study's ``runs.parquet`` (the rows of this sweep,
-with the columns of *this* plan) and a dated manifest per sweep in ``<study>/sweeps/``. Failed
-runs are not "complete": the next invocation retries them.
+its ``metrics.parquet`` exists with ``status=ok`` and, when the run asks for a trace, the
+trace was written with the same trace keys: ``tracing.satisfied``), progress, failures
+(printed as they happen; ``sweep.fail_fast`` stops at the first), each study's
+``runs.parquet`` (the rows of this sweep, with the columns of *this* plan) and a dated
+manifest per sweep in ``<study>/sweeps/``. Failed runs are not "complete": the next invocation
+retries them.
 
 ``run_jobs`` plans and runs a list of override lists (one config each) through the same
 planner, run keys and cache as the command line: what a tuner needs per trial.
