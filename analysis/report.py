@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import compare_policies  # noqa: E402
 import figures as F  # noqa: E402
+import schedule  # noqa: E402
 import verdicts as V  # noqa: E402
 
 # study -> baselines for compare_policies (PAPER.md "Results to reproduce", in its order).
@@ -63,6 +64,9 @@ class Section:
     error: str | None = None
     n_min: int = 0
     n_max: int = 0
+    # cpu_balance: a window of the schedule, gang on vs off (analysis/schedule.py): the PNG,
+    # or None with the caption saying why not.
+    schedule: tuple[Path | None, str] | None = None
 
 
 def study_name(study: str, size: str) -> str:
@@ -78,6 +82,8 @@ def build_section(results: Path, study: str, size: str, out: Path) -> Section | 
         module = importlib.import_module(study)
         sec.finding = module.make(sdir, out / "figures")
         sec.n_min, sec.n_max = replicates(F.read_runs(sdir))
+        if study == "cpu_balance":
+            sec.schedule = schedule.cpu_balance_pair(sdir, out / "figures")
         for baseline in STUDIES[study]:
             table, paths = compare_policies.write(sdir, baseline, out / "tables" / study)
             sec.tables.append((baseline, paths, table.filter(
@@ -169,6 +175,7 @@ def context(sections: list[Section], size: str, out: Path, prov: dict[str, Any]
     for s in sections:
         f = s.finding
         png = next((p for p in f.paths if p.suffix == ".png"), None) if f else None
+        gantt, gantt_caption = s.schedule if s.schedule else (None, "")
         checks = [{"claim": c.claim, "kind": c.kind, "source": c.source,
                    "measured": c.measured, "verdict": c.verdict,
                    "few": c.n is not None and 0 < c.n < 3, "n": c.n} for c in
@@ -183,6 +190,9 @@ def context(sections: list[Section], size: str, out: Path, prov: dict[str, Any]
             "png": str(png.relative_to(out)) if png else None,
             "svg": str(png.with_suffix(".svg").relative_to(out)) if png else None,
             "png_b64": png_base64(png) if png else None,
+            "schedule_caption": gantt_caption,
+            "schedule_png": str(gantt.relative_to(out)) if gantt else None,
+            "schedule_b64": png_base64(gantt) if gantt else None,
             "inline": [(caption, frame(t)) for caption, t in (f.tables if f else [])],
             "tables": [{"baseline": b, "links": [(p.suffix[1:], str(p.relative_to(out)))
                                                  for p in paths], "table": frame(t)}

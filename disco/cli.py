@@ -314,6 +314,9 @@ def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
         for r in outcome.rows:
             print(f"run {r['key']}: {r['status']} -> "
                   f"{plan.results_dir / r['study'] / 'runs' / r['key']}")
+            if r.get("trace_path"):
+                print(f"trace: {r['trace_path']} (open it in ui.perfetto.dev or "
+                      "chrome://tracing)")
     label = outcome.study if len(plan.studies) == 1 else ", ".join(plan.studies)
     if outcome.stopped:
         print(f"disco: stopped at the first failure (sweep.fail_fast=true): {outcome.not_run} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from disco.config import SimConfig
 from disco.engine import EventLoop, RandomStreams
@@ -42,8 +43,12 @@ from disco.vmm.recovery import Recovery
 from disco.vmm.remote_access import RemoteAccessCost
 from disco.vmm.reporting import Report, Reporting
 from disco.vmm.state import CPU, VM, MonitorState
+from disco.vmm.trace_hooks import TracedExecution
 from disco.vmm.vcpu_migration import VcpuMigrator
 from disco.vmm.vm_migration import VMMigrator
+
+if TYPE_CHECKING:
+    from disco.trace import TraceOptions, Tracer
 
 
 @dataclass(slots=True, eq=False)
@@ -113,11 +118,13 @@ class Simulation:
                                 self.frames, self.guest)
 
 
-def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
+def build(cfg: SimConfig, bus: Bus | None = None, tracer: Tracer | None = None) -> Simulation:
     """Validate ``cfg`` and elaborate the whole model before the clock starts.
 
     ``bus``: a bus observers have already subscribed to (they are then called before the
-    model's own subscribers); by default a new one."""
+    model's own subscribers); by default a new one. ``tracer``: a ``disco.trace.Tracer`` to
+    tell what happens (off by default: then no part of the model holds one, and the VCPUs'
+    starts and stops run through the plain ``Execution``, with no hook)."""
     cfg.validate()
     p, f = cfg.policy, cfg.faults
     loop = EventLoop()
@@ -138,8 +145,9 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
     # warmup_s; a switch to another VM's VCPU re-warms vm_switch_rewarm of it.
     warmup_s = p.cache_warmup_ms * 1e-3 * (1.0 - p.cache_warmup_slowdown)
     rewarm_s = warmup_s * p.vm_switch_rewarm
-    execution = Execution(loop, state, acct, bus, remote, p.context_switch_us * 1e-6,
-                          gang=policy.gang, spin_penalty=policy.spin_penalty, rewarm_s=rewarm_s)
+    execution = (Execution if tracer is None else TracedExecution)(
+        loop, state, acct, bus, remote, p.context_switch_us * 1e-6, gang=policy.gang,
+        spin_penalty=policy.spin_penalty, rewarm_s=rewarm_s)
     factory = VMFactory(streams, state, policy)
     migrator = VcpuMigrator(machine, state, bus, p.migration_node_us * 1e-6,
                             p.migration_cell_us * 1e-6, p.migration_remote_us * 1e-6, warmup_s)
@@ -223,14 +231,25 @@ def build(cfg: SimConfig, bus: Bus | None = None) -> Simulation:
                      lifecycle, recovery, vm_migration, cpu_report, reporters)
     if cfg.sim.check_invariants:
         loop.after_event = sim.checker().check
+    if tracer is not None:  # it takes the TracedExecution's records and the bus
+        gang.trace = idle.trace = periodic.trace = recovery.trace = tracer
+        tracer.attach(loop, machine, state, bus, execution, frames, migrator, gang.rpc)
     return sim
 
 
-def simulate(cfg: SimConfig | None = None) -> SimResult:
-    """Run one simulation of ``cfg`` (default: the paper machine) and return its results."""
+def simulate(cfg: SimConfig | None = None, trace: TraceOptions | None = None) -> SimResult:
+    """Run one simulation of ``cfg`` (default: the paper machine) and return its results.
+
+    ``trace``: also write a trace of the run for Perfetto (``disco/trace.py``); the results
+    are the same as without."""
     cfg = cfg if cfg is not None else SimConfig()
     wall0 = time.perf_counter()
-    sim = build(cfg)
+    tracer = None
+    if trace is not None:
+        from disco.trace import Tracer
+
+        tracer = Tracer(trace)
+    sim = build(cfg, tracer=tracer)
     # The cyclic garbage collector is paused for the run: the event loop allocates and frees
     # an object per event but makes no garbage cycles, while each collector pass would walk
     # the run's whole object graph (CPUs, VCPUs, memory records). Cycles left by an earlier
@@ -239,10 +258,16 @@ def simulate(cfg: SimConfig | None = None) -> SimResult:
     gc.disable()
     try:
         sim.run()
+    except BaseException:
+        if tracer is not None:
+            tracer.abort()
+        raise
     finally:
         if collecting:
             gc.enable()
     out = sim.report()
+    if tracer is not None:
+        tracer.close()
     out.metrics["wall_time_s"] = time.perf_counter() - wall0
     return SimResult(metrics=out.metrics, timeline=sim.cpu_report.timeline.columns(),
                      vms=out.vm_columns, tables=out.tables)

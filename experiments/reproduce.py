@@ -16,6 +16,10 @@ Every study is planned before any runs, so a bad value is exit 2 with nothing ru
 cluster); ``sensitivity.*`` (the knob table, e.g. ``sensitivity.dead_below=0.02``) goes to the
 sensitivity study alone.
 
+After cpu_balance, its two Raytrace runs that the report shows as a schedule (gang on and off,
+replicate 0, ``analysis/schedule.py``) run again with a trace of that window: the same runs and
+metrics (a trace changes no result), traced once and cached after.
+
 Then ``analysis/<study>.py`` draws each figure and ``analysis/report.py`` writes
 ``<results_dir>/report/index.md`` and ``index.html``.
 """
@@ -98,6 +102,27 @@ def run_study(study: str, planned):
         return None
 
 
+def trace_schedule_pair(planned) -> None:
+    """cpu_balance: give the report's gang on / off pair (``schedule.pair_runs``) the trace of
+    the window it draws, through the sweep's cache (a traced run is skipped next time)."""
+    import dataclasses
+
+    from schedule import PAIR, STUDY_WINDOW
+
+    from disco.framework.sweep import run_sweep
+
+    plan, _, argv = planned
+    policies = {policy for _, policy in PAIR}
+    specs = [s for s in plan.runs if s.replicate == 0
+             and s.columns.get("workload") == "raytrace_overcommit"
+             and s.columns.get("policy") in policies
+             and float(s.columns.get("policy.periodic_period_ms", 100.0)) == 100.0]
+    opts = {"window": list(STUDY_WINDOW), "counter_ms": 10.0, "gzip": False}
+    traced = dataclasses.replace(plan, runs=[dataclasses.replace(s, trace=opts) for s in specs])
+    outcome = run_sweep(traced, argv=argv, gather=False)
+    print(f"schedule traces: {outcome.done} traced, {outcome.skipped} cached")
+
+
 def main(argv: list[str]) -> int:
     from plot_metric import plot
     from report import build
@@ -121,6 +146,8 @@ def main(argv: list[str]) -> int:
                   f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
             if outcome.failed:
                 rc = 1
+            if study == "cpu_balance":
+                trace_schedule_pair(planned[study])
             if study == SMOKE and outcome.runs_path:
                 print(f"figure: {plot(outcome.runs_path, 'cpu_utilization', by='policy')}")
     index, sections = build(results_dir, a.size, studies=[s for s in a.studies if s != SMOKE])

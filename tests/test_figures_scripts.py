@@ -89,7 +89,8 @@ def test_report_shows_every_figure_and_every_check_in_both_renderings(paper_repo
         for c in s.finding.checks:
             assert c.claim in text and str(escape(c.claim)) in html
     # self-contained: every figure embedded, the tables inlined (collapsed), no file links
-    assert html.count("data:image/png;base64,") == len(sections)
+    assert html.count("data:image/png;base64,") == len(sections) + 1  # + the schedule
+    assert "figures/cpu_balance_schedule.png" in text and "gang scheduling on (left)" in html
     assert 'src="figures/' not in html and "<details>" in html
     assert list((out / "tables").rglob("*.csv"))
     assert "Knob sensitivity" in text and "rpc_us" in text and "rpc_us" in html

@@ -59,7 +59,9 @@ ALLOWED = {
     "vmm": {"engine", "config", "hardware"},
     "policies": {"config", "vmm"},
     "result": set(),
-    "runner": {"engine", "config", "hardware", "vmm", "policies", "result"},
+    # the trace of a run (disco/trace.py): an observer of the model, beside the policies
+    "trace": {"engine", "config", "hardware", "vmm"},
+    "runner": {"engine", "config", "hardware", "vmm", "policies", "result", "trace"},
 }
 
 

@@ -277,7 +277,9 @@ def apply_size(overrides: list[str], search: SearchPath | None = None) -> list[s
     study, or a study without a full size is an error naming ``size``.
     """
     from disco.config import ConfigError
+    from disco.framework.tracing import apply_shorthand
 
+    overrides = apply_shorthand(overrides)  # trace=true: the other shorthand, on the same path
     sizes = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "size" and "=" in o]
     if not sizes:
         return list(overrides)

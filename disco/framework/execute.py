@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 
 from disco import native
-from disco.framework import results
+from disco.framework import results, tracing
 
 
 @dataclass(slots=True)
@@ -39,6 +39,8 @@ class RunSpec:
     # The run's own metrics.parquet keeps the choices; the sweep's runs.parquet gets all of
     # them, from the plan that gathers it (a reused run takes the current command's columns).
     columns: dict[str, Any] = field(default_factory=dict)
+    # Its trace keys (disco.framework.tracing), None if it writes no trace: not in the key.
+    trace: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -172,10 +174,14 @@ def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
     results.prepare(path)
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    result, error = None, None
+    result, error, trace_path = None, None, None
     try:
         task = load_task(ctx.task, ctx.sys_path)
-        result = task(SimConfig.from_dict(spec.config))
+        if spec.trace is None:
+            result = task(SimConfig.from_dict(spec.config))
+        else:  # the planner allows a trace only with the default task
+            result, trace_path = tracing.simulate(SimConfig.from_dict(spec.config), path,
+                                                  spec.trace)
         metrics = dict(result.metrics)
         status = "ok"
     except Exception:
@@ -187,6 +193,8 @@ def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
     # A metric must not overwrite a bookkeeping column (key, status, seed ...).
     row.update({(f"metric_{k}" if k in row or k.startswith("config.") else k): v
                 for k, v in metrics.items()})
+    if trace_path is not None:
+        row[tracing.PATH_COLUMN] = str(trace_path)
     _finish_row(row, spec, run_wall, started, ended)
     try:
         write_outputs(path, spec, ctx, row, result, error, started, ended)
@@ -214,6 +222,7 @@ def write_outputs(path: Any, spec: RunSpec, ctx: RunContext, row: dict[str, Any]
         "host": row["host"], "node_id": row["node_id"], "node_ip": row["node_ip"],
         "pid": row["pid"],
         "core": native.describe(),  # compiled or the Python sources (same results, not speed)
+        "trace": spec.trace,  # the trace keys it was run with (None: no trace written)
         "started_at": _iso(started), "ended_at": _iso(ended), "status": row["status"],
     }
     results.write_run(path, row=row, config=spec.config, provenance=prov, result=result,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from disco.framework import compose as _compose
-from disco.framework import schema
+from disco.framework import schema, tracing
 from disco.framework.compose import PlanError
 from disco.framework.execute import RunSpec, task_search_path
 
@@ -446,6 +446,7 @@ class Planner:
                 plan.studies.append(study)
             task = plan.sweep["task"]
             task_code = self.task_code(task)
+            trace = tracing.options(fw.get("trace"), task, schema.DEFAULT_TASK)
             resolved = cfg.to_dict()
             base_seed, n = cfg.sim.seed, cfg.sim.replicates
             # the first job's replicates times the jobs: the size, before any is planned
@@ -460,7 +461,8 @@ class Planner:
                     continue
                 seen.add(key)
                 plan.runs.append(RunSpec(key=key, study=study, config=run_cfg, replicate=i,
-                                         seed=seed, base_seed=base_seed, columns=dict(columns)))
+                                         seed=seed, base_seed=base_seed, columns=dict(columns),
+                                         trace=tracing.for_replicate(trace, i)))
         if plan is None:
             raise PlanError("nothing to plan: no jobs")
         return plan

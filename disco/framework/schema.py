@@ -74,10 +74,23 @@ class TuneConfig:
 
 
 FRAMEWORK_KEYS = ("study", "results_dir", "sweep", "ray", "sensitivity", "objective",
-                  "direction", "tune")
+                  "direction", "tune", "trace")
 TUNE_KEYS = ("objective", "direction", "tune")  # read by `disco tune` only
 # A study names the folder <results_dir>/<study>/: one path component, nothing to escape with.
 STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(slots=True)
+class TraceConfig:
+    """Which runs also write a trace for Perfetto (``disco/trace.py``, docs/trace.md). A trace
+    changes no result, so none of this is in the run key: a complete run asked for a trace it
+    does not have runs again (same metrics) to write it. ``trace=true`` is ``trace.runs=all``,
+    ``trace=false`` ``trace.runs=none``."""
+
+    runs: str = "none"  # none | first (replicate 0 of each config) | all
+    window: list[float] | None = None  # [from_s, to_s] of simulated time; null: the whole run
+    counter_ms: float = 10.0  # how often the counter tracks are sampled
+    gzip: bool = False  # trace.json.gz instead of trace.json (both viewers open either)
 
 
 def _schema_fields() -> list[tuple[str, Any, Any]]:
@@ -94,6 +107,7 @@ def _schema_fields() -> list[tuple[str, Any, Any]]:
         ("results_dir", str, field(default="results")),
         ("sweep", SweepConfig, field(default_factory=SweepConfig)),
         ("ray", RayConfig, field(default_factory=RayConfig)),
+        ("trace", TraceConfig, field(default_factory=TraceConfig)),
         # A one-at-a-time study's table (scenarios, knobs with an expected direction each):
         # conf/experiment/sensitivity.yaml. The planner runs no such study itself; its runner,
         # experiments/one_at_a_time.py, plans one ordinary sweep per knob.

@@ -1,10 +1,12 @@
 """The sweep driver: skip complete runs, run the rest (serially or on Ray), gather the rows.
 
 Sweep-level concerns live here, not in the task: what is already done (a run is complete when
-its ``metrics.parquet`` exists with ``status=ok``), progress, failures (printed as they happen;
-``sweep.fail_fast`` stops at the first), each study's ``runs.parquet`` (the rows of this sweep,
-with the columns of *this* plan) and a dated manifest per sweep in ``<study>/sweeps/``. Failed
-runs are not "complete": the next invocation retries them.
+its ``metrics.parquet`` exists with ``status=ok`` and, when the run asks for a trace, the
+trace was written with the same trace keys: ``tracing.satisfied``), progress, failures
+(printed as they happen; ``sweep.fail_fast`` stops at the first), each study's
+``runs.parquet`` (the rows of this sweep, with the columns of *this* plan) and a dated
+manifest per sweep in ``<study>/sweeps/``. Failed runs are not "complete": the next invocation
+retries them.
 
 ``run_jobs`` plans and runs a list of override lists (one config each) through the same
 planner, run keys and cache as the command line: what a tuner needs per trial.
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from disco.framework import results
+from disco.framework import results, tracing
 from disco.framework.execute import RunContext, RunSpec, RunSummary, trusted_path
 from disco.framework.isolate import Isolated
 from disco.framework.plan import Plan, Planner
@@ -68,9 +70,10 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
     rows: dict[str, dict[str, Any]] = {}
     pending: list[RunSpec] = []
     for spec in plan.runs:
-        row = None if force else results.read_row(
-            results.run_dir(plan.results_dir, spec.study, spec.key))
-        if row is not None and row.get("status") == "ok":
+        path = results.run_dir(plan.results_dir, spec.study, spec.key)
+        row = None if force else results.read_row(path)
+        if row is not None and row.get("status") == "ok" and tracing.satisfied(row, path,
+                                                                              spec.trace):
             rows[spec.key] = row
         else:
             pending.append(spec)

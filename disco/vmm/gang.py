@@ -40,6 +40,7 @@ from disco.vmm.execution import CpuScheduler, Execution
 from disco.vmm.idle_balancer import IdleBalancer
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, INF, RUNNABLE, RUNNING, VCPU, VM, startable_members
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 
 
 class GangScheduler(CpuScheduler):
@@ -69,6 +70,7 @@ class GangScheduler(CpuScheduler):
                 cpu.rng = streams.get(f"sched/timer/{cpu.index}")
                 if self.phased:
                     cpu.phase = cpu.uniform() * slice_s
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
 
     def report(self, out: Report) -> None:
         out.metrics["gang_preemptions"] = self.preemptions
@@ -138,6 +140,7 @@ class GangScheduler(CpuScheduler):
             cur = cpus[u.cpu].current
             if cur is not None and cur.vm.running:
                 self.preemptions += 1
+                self.trace.gang_preempted(cur.vm, vm, cpus[u.cpu])
                 freed.extend(self.deschedule(cur.vm, kick=False))
         start = self.execution.start
         for u in members:
@@ -215,6 +218,7 @@ class GangScheduler(CpuScheduler):
             freed: list[CPU] = []
             if cur is not None:
                 self.preemptions += 1
+                self.trace.gang_preempted(cur.vm, vm, cpu)
                 freed = self.deschedule(cur.vm, kick=False)
             self.execution.start(v, cpu, self.rpc if cur is not None else 0.0)
             if cpu.waiting:

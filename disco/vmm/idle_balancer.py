@@ -27,6 +27,7 @@ from disco.engine import EventLoop
 from disco.hardware import SAME_CELL, SAME_NODE, Machine
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, INF, RUNNABLE, VCPU, VM, startable_members
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 from disco.vmm.vcpu_migration import VcpuMigrator
 
 
@@ -49,6 +50,7 @@ class IdleBalancer:
         self.ring_cost = (cost[SAME_NODE] - rewarm_s, cost[SAME_CELL] - rewarm_s)
         self.moves = 0
         self.wakes = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
         self.rings: list[tuple[tuple[CPU, ...], tuple[CPU, ...]]] = []
         self.peers: list[tuple[CPU, ...]] = []  # both rings: a quick "nobody waits" exit
         m = machine
@@ -104,6 +106,7 @@ class IdleBalancer:
             if best is not None:
                 self.migrator.migrate(best, cpu)
                 self.moves += 1
+                self.trace.idle_steal(best, cpu)
                 return best
         return None
 

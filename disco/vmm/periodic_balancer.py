@@ -53,6 +53,7 @@ from disco.hardware import OTHER_CELL, Machine
 from disco.vmm.gang import GangScheduler
 from disco.vmm.reporting import Report
 from disco.vmm.state import CPU, DONE, INF, RUNNABLE, RUNNING, VCPU, VM, MonitorState
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 from disco.vmm.vcpu_migration import VcpuMigrator
 from disco.vmm.vm_migration import VMMigrator
 
@@ -116,6 +117,7 @@ class PeriodicBalancer:
         self.vm_moves_made = 0
         self.vm_swaps_made = 0
         self.splits = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
 
     def start(self) -> None:
         self.loop.schedule(self.period, self.tick)
@@ -361,6 +363,7 @@ class PeriodicBalancer:
         tree.set_load(src.index, loads[src.index])
         tree.set_load(dst.index, loads[dst.index])
         self.moves += 1
+        self.trace.periodic_move(v, dst)
         if splits:
             self.splits += 1
         if v.state == RUNNABLE:

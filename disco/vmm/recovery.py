@@ -75,6 +75,7 @@ from disco.vmm.execution import Execution, VMFactory
 from disco.vmm.placement import Placement
 from disco.vmm.reporting import Report
 from disco.vmm.state import VM, MonitorState
+from disco.vmm.trace_hooks import NO_TRACE, TraceHooks
 
 
 @dataclass(slots=True, eq=False)
@@ -164,6 +165,7 @@ class Recovery:
         self.work_lost = 0.0
         self.vms_restarted = 0
         self.recovery_restarts = 0
+        self.trace: TraceHooks = NO_TRACE  # runner.build sets a tracer when tracing
         self.injector = FaultInjector(machine, f, loop, streams, self.on_fault,
                                       layout_nodes_per_cell)
 
@@ -200,6 +202,7 @@ class Recovery:
         rec.dependent = [vm.id]
         rec.running = self._running()
         rec.recovering = True  # until the monitor has killed it
+        self.trace.recovery(rec.fault, [("detection", self.f.software_detect_ms * 1e-3)])
         self.loop.schedule(self.f.software_detect_ms * 1e-3, self._kill_now, [vm], rec)
 
     def _kill_now(self, vms: list[VM], rec: FaultRecord) -> None:
@@ -246,6 +249,11 @@ class Recovery:
             self.recovery_restarts += 1
         wide = self.cost.machine_wide_s(rec.fault.type, life.live_cells())
         ep.event = self.loop.schedule(wide, self._unwedged, ep)
+        cost, kind = self.cost, rec.fault.type
+        self.trace.recovery(rec.fault, [("detection", cost.detection_s(kind)),
+                                        ("diagnosis", cost.diagnosis_s()),
+                                        ("agreement", cost.agreement_s(life.live_cells())),
+                                        ("unwedge", cost.unwedge_s())])
 
     # -- after the machine-wide part ---------------------------------------------------------
     def _unwedged(self, ep: Episode) -> None:
@@ -280,6 +288,7 @@ class Recovery:
             else:
                 early.append(vm)
         end = now + self.f.terminate_ms_per_vm * 1e-3 * len(early)
+        self.trace.termination(end, early)
         for rec in ep.records:
             rec.recovery_ms = (end - rec.fault.time_s) * 1e3
             rec.recovering = False
@@ -342,6 +351,7 @@ class Recovery:
         rec.running = len(victims)
         reboot = self.f.smp_reboot_s
         rec.recovery_ms = reboot * 1e3
+        self.trace.recovery(rec.fault, [("reboot", reboot)])
         life.pause()
         self.terminate(victims, rec, now + reboot)
         self.loop.schedule(reboot, life.resume)

@@ -39,13 +39,18 @@ def run_all(root: Path) -> Path:
     from disco.framework.sweep import run_sweep
 
     sys.path.insert(0, str(ROOT / "experiments"))
+    sys.path.insert(0, str(ROOT / "analysis"))
     import one_at_a_time
+    import reproduce
 
     for study, extra in REDUCED.items():
         overrides = [*FAST, *extra, f"results_dir={root}"]
         if study == "sensitivity":
             outcome = one_at_a_time.run(one_at_a_time.plan_knobs(study, overrides))
         else:
-            outcome = run_sweep(make_plan([f"+experiment={study}", *overrides]))
+            plan = make_plan([f"+experiment={study}", *overrides])
+            outcome = run_sweep(plan)
+            if study == "cpu_balance":  # the report's schedule figure, as make run traces it
+                reproduce.trace_schedule_pair((plan, None, []))
         assert outcome.failed == 0, study
     return root
