@@ -149,6 +149,29 @@ fig.savefig(figure, dpi=110)
 print(figure)
 
 # %% [markdown]
+# ## What the monitor did: a trace
+#
+# A traced run writes a Chrome trace-event file that ui.perfetto.dev (open the file; nothing
+# is uploaded) and chrome://tracing show: a track per CPU grouped by cell with a slice per VCPU
+# run, a track per VM for its gang state, steals, moves, preemptions, counters per cell, and
+# faults with their recovery phases (docs/trace.md). Tracing changes no result. From the
+# command line: `disco sim.duration_s=5 trace=true`; a Gantt chart of a window:
+# `python analysis/schedule.py <run dir> --from 2 --to 3`.
+
+# %%
+from disco.trace import TraceOptions
+
+trace_path = RESULTS / "explore" / "trace.json"
+trace_path.parent.mkdir(parents=True, exist_ok=True)
+short = compose(["sim.duration_s=2"])
+traced = simulate(short, trace=TraceOptions(trace_path, window=(1.0, 2.0)))
+plain = simulate(short)
+same = {k for k in plain.metrics if k != "wall_time_s"}  # the wall clock is the one difference
+assert repr({k: traced.metrics[k] for k in sorted(same)}) == repr(
+    {k: plain.metrics[k] for k in sorted(same)})
+print(trace_path, f"{trace_path.stat().st_size / 1e6:.2f} MB")
+
+# %% [markdown]
 # ## Next
 #
 # - The command line does the same: `disco -m workload=mix_shifting sim.replicates=4
