@@ -24,7 +24,12 @@ def cmdline(pid: int) -> list[str]:
 
 
 def name(pid: int) -> str:
-    return " ".join(cmdline(pid))[:80] or "?"
+    """The executable's whole path (tests match on it; a clone's path can be long), then the
+    start of its arguments."""
+    argv = cmdline(pid)
+    if not argv or not argv[0]:
+        return "?"
+    return f"{argv[0]} {' '.join(argv[1:])[:80]}".rstrip()
 
 
 def listening(pids: set[int]) -> list[tuple[str, int, int]]:
