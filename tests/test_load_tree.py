@@ -1,5 +1,6 @@
 from hypothesis import given
 from hypothesis import strategies as st
+from librt.vecs import vec
 
 from disco.vmm.load_tree import LoadTree
 
@@ -16,7 +17,7 @@ def test_every_tree_node_holds_the_sum_below_it(n, start, moves):
     """``refresh`` rebuilds every sum; ``set_load`` after it keeps them exact."""
     loads = (start + [0] * n)[:n]
     tree = LoadTree(n)
-    tree.refresh(loads)
+    tree.refresh(vec[float](loads))
     _assert_sums(tree, loads)
     for cpu, load in moves:
         cpu %= n
@@ -24,13 +25,13 @@ def test_every_tree_node_holds_the_sum_below_it(n, start, moves):
         tree.set_load(cpu, load)
         _assert_sums(tree, loads)
     assert loads[tree.heaviest(0)] >= min(loads) and loads[tree.lightest(0)] <= max(loads)
-    tree.refresh([0] * n)  # a second refresh forgets everything before it
+    tree.refresh(vec[float]([0] * n))  # a second refresh forgets everything before it
     _assert_sums(tree, [0] * n)
 
 
 def test_heaviest_and_lightest_find_the_extremes_of_a_pair():
     tree = LoadTree(4)
-    tree.refresh([1, 3, 0, 2])
+    tree.refresh(vec[float]([1, 3, 0, 2]))
     assert tree.heaviest(0) == 1
     assert tree.lightest(0) == 2
 
@@ -39,5 +40,5 @@ def test_offline_cpus_are_never_the_lightest():
     tree = LoadTree(4)
     tree.set_online(2, False)
     tree.set_online(3, False)
-    tree.refresh([2, 3, 0, 0])
+    tree.refresh(vec[float]([2, 3, 0, 0]))
     assert tree.lightest(0) == 0

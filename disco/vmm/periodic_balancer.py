@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import math
 
+from librt.vecs import vec
+
 from disco.config import PolicyConfig
 from disco.engine import EventLoop
 from disco.hardware import OTHER_CELL, Machine
@@ -109,7 +111,8 @@ class PeriodicBalancer:
         self.vm_moves = p.periodic_vm_moves and cross_cell and vms is not None
         self.cpc = machine.cpus_per_cell
         self.cell_of = [cpu.cell for cpu in state.cpus]
-        self.loads = [0.0] * len(state.cpus)
+        # A vec (librt.vecs, see load_tree.py): unboxed, rewritten at every tick.
+        self.loads: vec[float] = vec[float]([0.0] * len(state.cpus))
         self.cell_load = [0.0] * machine.cells
         self.cell_cpus = [0] * machine.cells  # online CPUs per cell, at this tick
         self.moves = 0
@@ -159,7 +162,7 @@ class PeriodicBalancer:
         ht = self.half_threshold
         for node in tree.internal:
             a, b = left[node], right[node]
-            na, nb = size[a], size[b]
+            na, nb = float(size[a]), float(size[b])
             if not na or not nb:  # one side has only failed CPUs (faults): nothing to balance
                 continue
             excess = (s[a] * nb - s[b] * na) / (na + nb)
