@@ -133,6 +133,31 @@ def trace_schedule_pair(planned) -> None:
 # these scripts, the figure scripts and the versions of what reads and draws.
 SOURCES = (ROOT / "experiments", ROOT / "analysis")
 PACKAGES = ("polars", "matplotlib", "seaborn", "jinja2", "scipy", "numpy")
+# ... and what one study's runs depend on besides it: these scripts and the schedule pair's
+# choice of runs to trace (analysis/schedule.py), not the figures.
+STUDY_SOURCES = (ROOT / "experiments", ROOT / "analysis" / "schedule.py")
+
+
+def _study_command(a: argparse.Namespace, study: str) -> list[str]:
+    return ["reproduce.py", f"--size={a.size}", study, *for_study(study, a.overrides)]
+
+
+def study_cached(a: argparse.Namespace, study: str) -> dict | None:
+    """A finished sweep of one study for this command (its runs complete and unchanged: a
+    figure script edited since need not plan or read them again), or None."""
+    from disco.framework import fastpath
+
+    return fastpath.lookup(_study_command(a, study), None, STUDY_SOURCES)
+
+
+def remember_study(a: argparse.Namespace, study: str, planned, outcome) -> None:
+    from disco.framework import fastpath
+
+    plan = planned[0]
+    if outcome.ok and outcome.runs_path and not plan.sweep.get("force"):
+        fastpath.remember(_study_command(a, study), None, study, plan.results_dir,
+                          [outcome.runs_path], [(s.study, s.key) for s in plan.runs],
+                          extra_roots=STUDY_SOURCES)
 
 
 def cached(a: argparse.Namespace) -> dict | None:
@@ -144,15 +169,14 @@ def cached(a: argparse.Namespace) -> dict | None:
                            None, SOURCES, PACKAGES)
 
 
-def remember(a: argparse.Namespace, planned: dict, results_dir: Path, report: Path,
-             outputs: list[Path], lines: list[str]) -> None:
-    """Store a finished reproduction (every run ok) for ``cached``: its runs, the runs tables
-    and figures in ``outputs``, every file of the report, and the lines it printed."""
+def remember(a: argparse.Namespace, planned: dict, keys: list[tuple[str, str]],
+             results_dir: Path, report: Path, outputs: list[Path], lines: list[str]) -> None:
+    """Store a finished reproduction (every run ok) for ``cached``: its runs (``keys``), the
+    runs tables and figures in ``outputs``, every file of the report, the lines it printed."""
     from disco.framework import fastpath
 
     if any(p[0].sweep.get("force") for p in planned.values()):
         return  # a forced re-run is asked for every time
-    keys = [(s.study, s.key) for plan, _, _ in planned.values() for s in plan.runs]
     files = sorted(f for f in report.rglob("*") if f.is_file())
     fastpath.remember(["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides], None,
                       "reproduce", results_dir, outputs, keys, files=files,
@@ -181,28 +205,42 @@ def main(argv: list[str]) -> int:
         lines.append(line)
         print(line)
 
-    # Every study is planned before any runs: a bad value is exit 2 with nothing run or written.
-    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies}
+    # A study whose sweep is finished and unchanged is neither planned nor read again; every
+    # other is planned before any runs: a bad value is exit 2 with nothing run or written.
+    done = {study: study_cached(a, study) for study in a.studies}
+    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies
+               if done[study] is None}
     if any(p is None for p in planned.values()):
         return 2
-    rc, results_dir, outputs = 0, None, []
+    rc, results_dir, outputs, keys = 0, None, [], []
     with ray_backend.shared():
         for study in a.studies:
-            outcome = run_study(study, planned[study])
-            if outcome is None:
-                return 2
-            results_dir = planned[study][0].results_dir
-            print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
-                  f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
-            lines.append(f"runs: {outcome.runs_path}  ({outcome.total} runs, all complete)")
-            if outcome.runs_path:
-                outputs.append(outcome.runs_path)
-            if outcome.failed or outcome.stopped:
-                rc = 1
-            if study == "cpu_balance":
-                trace_schedule_pair(planned[study])
-            if study == SMOKE and outcome.runs_path:
-                smoke = plot(outcome.runs_path, "cpu_utilization", by="policy")
+            hit = done[study]
+            if hit is not None:
+                runs_path, total = Path(hit["runs_paths"][0]), len(hit["keys"])
+                results_dir = Path(hit["results_dir"])
+                keys += [(st, key) for st, key, _ in hit["keys"]]
+                print(f"runs: {runs_path}  (0 run, {total} cached, 0 failed: the sweep is "
+                      "unchanged)")
+            else:
+                outcome = run_study(study, planned[study])
+                if outcome is None:
+                    return 2
+                runs_path, total = outcome.runs_path, outcome.total
+                results_dir = planned[study][0].results_dir
+                keys += [(s.study, s.key) for s in planned[study][0].runs]
+                print(f"runs: {runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
+                      f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
+                if outcome.failed or outcome.stopped:
+                    rc = 1
+                if study == "cpu_balance":
+                    trace_schedule_pair(planned[study])
+                remember_study(a, study, planned[study], outcome)
+            lines.append(f"runs: {runs_path}  ({total} runs, all complete)")
+            if runs_path:
+                outputs.append(runs_path)
+            if study == SMOKE and runs_path:
+                smoke = plot(runs_path, "cpu_utilization", by="policy")
                 outputs.append(smoke)
                 say(f"figure: {smoke}")
     index, sections = build(results_dir, a.size, studies=[s for s in a.studies if s != SMOKE])
@@ -216,7 +254,7 @@ def main(argv: list[str]) -> int:
             say(f"  {s.finding.title}: {s.finding.verdict} - {s.finding.measured}")
     print(f"report: {index} (and index.html) in {time.perf_counter() - t0:.1f} s")
     if rc == 0:
-        remember(a, planned, results_dir, index.parent, outputs, lines)
+        remember(a, planned, keys, results_dir, index.parent, outputs, lines)
     return rc
 
 

@@ -233,4 +233,9 @@ def test_make_run_entry_runs_its_study_and_draws_the_figure(tmp_path, capsys):
     assert reproduce.cached(a) is not None
     index.write_text(index.read_text() + "edited\n")
     assert reproduce.cached(a) is None
+    # ... while each study's sweep, unchanged, still needs no planning, until one of its runs goes
+    assert all(reproduce.study_cached(a, study) is not None for study in a.studies)
+    next((tmp_path / "recovery" / "runs").glob("*/metrics.parquet")).unlink()
+    assert reproduce.study_cached(a, "recovery") is None
+    assert reproduce.study_cached(a, "paging") is not None
     assert reproduce.cached(reproduce.parse([*argv, "sim.seed=1"])) is None

@@ -57,7 +57,8 @@ def _owned_safely(path: Path) -> bool:
 def fingerprint(overrides: list[str], config_dirs: list[str] | None = None,
                 extra_roots: Sequence[Path] = (), packages: Sequence[str] = ()) -> str:
     """Everything that decides the plan (and, with ``extra_roots`` and ``packages``, what else
-    a caller's output depends on: its scripts' folders and the versions of what draws)."""
+    a caller's output depends on: its scripts (folders or files) and the versions of what
+    draws)."""
     from importlib import metadata
 
     from disco.framework.compose import search_path
@@ -70,7 +71,7 @@ def fingerprint(overrides: list[str], config_dirs: list[str] | None = None,
                          "packages": {p: metadata.version(p) for p in packages},
                          "code": code_version(_FRAMEWORK.parent)}).encode())
     for root in (*roots, _FRAMEWORK, *extra_roots):
-        for path in sorted(root.rglob("*")):
+        for path in [root] if root.is_file() else sorted(root.rglob("*")):
             if path.is_file() and path.suffix in (".yaml", ".yml", ".py", ".j2"):
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     h.update((_FRAMEWORK.parent / "cli.py").read_bytes())
