@@ -32,19 +32,8 @@ import compare_policies  # noqa: E402
 import figures as F  # noqa: E402
 import schedule  # noqa: E402
 import verdicts as V  # noqa: E402
+from studies import STUDIES  # noqa: E402
 
-# study -> baselines for compare_policies (PAPER.md "Results to reproduce", in its order).
-STUDIES: dict[str, tuple[str, ...]] = {
-    "overhead": ("policy=smp_os",),
-    "containment_overhead": ("cells=cells_1",),
-    "cpu_balance": ("policy=no_balancers",),
-    "memory_borrowing": ("policy.borrow_policy=none",),
-    "paging": (),
-    "recovery": (),
-    "containment": ("policy=fixed_partition",),
-    "vs_partitioning": ("policy=fixed_partition",),
-    "sensitivity": (),
-}
 INLINE_METRICS = ["cpu_utilization", "vm_runtime_mean_s", "vms_completed", "vms_lost",
                   "memory_borrowed_mb", "recovery_time_ms_max"]
 TEMPLATE = "report.j2"

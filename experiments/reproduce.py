@@ -22,6 +22,12 @@ metrics (a trace changes no result), traced once and cached after.
 
 Then ``analysis/<study>.py`` draws each figure and ``analysis/report.py`` writes
 ``<results_dir>/report/index.md`` and ``index.html``.
+
+A reproduction whose runs all succeeded is remembered (``disco/framework/fastpath.py``): the
+same command again, with nothing changed (configs, code, these scripts, the analysis scripts,
+the plotting packages, the working directory), checks every run, runs table, figure and report
+file on disk by content and prints the same findings, without planning, running or drawing.
+Anything changed or damaged is a miss, and the normal path runs (complete runs still skipped).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ KNOBS = "sensitivity"  # a one-at-a-time study: experiments/one_at_a_time.py
 
 
 def studies() -> list[str]:
-    from report import STUDIES
+    from studies import STUDIES
 
     return [*STUDIES, SMOKE]
 
@@ -123,33 +129,120 @@ def trace_schedule_pair(planned) -> None:
     print(f"schedule traces: {outcome.done} traced, {outcome.skipped} cached")
 
 
+# What a reproduction's output depends on besides the framework's fingerprint (fastpath.py):
+# these scripts, the figure scripts and the versions of what reads and draws.
+SOURCES = (ROOT / "experiments", ROOT / "analysis")
+PACKAGES = ("polars", "matplotlib", "seaborn", "jinja2", "scipy", "numpy")
+# ... and what one study's runs depend on besides it: these scripts and the schedule pair's
+# choice of runs to trace (analysis/schedule.py), not the figures.
+STUDY_SOURCES = (ROOT / "experiments", ROOT / "analysis" / "schedule.py")
+
+
+def _study_command(a: argparse.Namespace, study: str) -> list[str]:
+    return ["reproduce.py", f"--size={a.size}", study, *for_study(study, a.overrides)]
+
+
+def study_cached(a: argparse.Namespace, study: str) -> dict | None:
+    """A finished sweep of one study for this command (its runs complete and unchanged: a
+    figure script edited since need not plan or read them again), or None."""
+    from disco.framework import fastpath
+
+    return fastpath.lookup(_study_command(a, study), None, STUDY_SOURCES)
+
+
+def remember_study(a: argparse.Namespace, study: str, planned, outcome) -> None:
+    from disco.framework import fastpath
+
+    plan = planned[0]
+    if outcome.ok and outcome.runs_path and not plan.sweep.get("force"):
+        fastpath.remember(_study_command(a, study), None, study, plan.results_dir,
+                          [outcome.runs_path], [(s.study, s.key) for s in plan.runs],
+                          extra_roots=STUDY_SOURCES)
+
+
+def cached(a: argparse.Namespace) -> dict | None:
+    """A finished reproduction of exactly this command, every run, table and figure of it
+    unchanged on disk (``fastpath.lookup``), or None."""
+    from disco.framework import fastpath
+
+    return fastpath.lookup(["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides],
+                           None, SOURCES, PACKAGES)
+
+
+def remember(a: argparse.Namespace, planned: dict, keys: list[tuple[str, str]],
+             results_dir: Path, report: Path, outputs: list[Path], lines: list[str]) -> None:
+    """Store a finished reproduction (every run ok) for ``cached``: its runs (``keys``), the
+    runs tables and figures in ``outputs``, every file of the report, the lines it printed."""
+    from disco.framework import fastpath
+
+    if any(p[0].sweep.get("force") for p in planned.values()):
+        return  # a forced re-run is asked for every time
+    files = sorted(f for f in report.rglob("*") if f.is_file())
+    fastpath.remember(["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides], None,
+                      "reproduce", results_dir, outputs, keys, files=files,
+                      extra_roots=SOURCES, packages=PACKAGES, lines=lines)
+
+
 def main(argv: list[str]) -> int:
+    a = parse(argv)
+    t0 = time.perf_counter()
+    hit = cached(a)
+    if hit is not None:
+        for line in hit["lines"]:
+            print(line)
+        print(f"report: {Path(hit['results_dir']) / 'report' / 'index.md'} (and index.html): "
+              f"nothing changed, {len(hit['keys'])} runs and {len(hit['files'])} report files "
+              f"checked in {time.perf_counter() - t0:.1f} s")
+        return 0
     from plot_metric import plot
     from report import build
 
     from disco.framework import ray_backend
 
-    a = parse(argv)
-    t0 = time.perf_counter()
-    # Every study is planned before any runs: a bad value is exit 2 with nothing run or written.
-    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies}
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line)
+
+    # A study whose sweep is finished and unchanged is neither planned nor read again; every
+    # other is planned before any runs: a bad value is exit 2 with nothing run or written.
+    done = {study: study_cached(a, study) for study in a.studies}
+    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies
+               if done[study] is None}
     if any(p is None for p in planned.values()):
         return 2
-    rc, results_dir = 0, None
+    rc, results_dir, outputs, keys = 0, None, [], []
     with ray_backend.shared():
         for study in a.studies:
-            outcome = run_study(study, planned[study])
-            if outcome is None:
-                return 2
-            results_dir = planned[study][0].results_dir
-            print(f"runs: {outcome.runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
-                  f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
-            if outcome.failed:
-                rc = 1
-            if study == "cpu_balance":
-                trace_schedule_pair(planned[study])
-            if study == SMOKE and outcome.runs_path:
-                print(f"figure: {plot(outcome.runs_path, 'cpu_utilization', by='policy')}")
+            hit = done[study]
+            if hit is not None:
+                runs_path, total = Path(hit["runs_paths"][0]), len(hit["keys"])
+                results_dir = Path(hit["results_dir"])
+                keys += [(st, key) for st, key, _ in hit["keys"]]
+                print(f"runs: {runs_path}  (0 run, {total} cached, 0 failed: the sweep is "
+                      "unchanged)")
+            else:
+                outcome = run_study(study, planned[study])
+                if outcome is None:
+                    return 2
+                runs_path, total = outcome.runs_path, outcome.total
+                results_dir = planned[study][0].results_dir
+                keys += [(s.study, s.key) for s in planned[study][0].runs]
+                print(f"runs: {runs_path}  ({outcome.done} run, {outcome.skipped} cached, "
+                      f"{outcome.failed} failed, {outcome.wall_s:.1f} s)")
+                if outcome.failed or outcome.stopped:
+                    rc = 1
+                if study == "cpu_balance":
+                    trace_schedule_pair(planned[study])
+                remember_study(a, study, planned[study], outcome)
+            lines.append(f"runs: {runs_path}  ({total} runs, all complete)")
+            if runs_path:
+                outputs.append(runs_path)
+            if study == SMOKE and runs_path:
+                smoke = plot(runs_path, "cpu_utilization", by="policy")
+                outputs.append(smoke)
+                say(f"figure: {smoke}")
     index, sections = build(results_dir, a.size, studies=[s for s in a.studies if s != SMOKE])
     for s in sections:
         if s.error:
@@ -157,9 +250,11 @@ def main(argv: list[str]) -> int:
             print(f"{s.study}: figure FAILED\n{s.error}", file=sys.stderr)
         else:
             for path in s.finding.paths:
-                print(f"figure: {path}")
-            print(f"  {s.finding.title}: {s.finding.verdict} - {s.finding.measured}")
+                say(f"figure: {path}")
+            say(f"  {s.finding.title}: {s.finding.verdict} - {s.finding.measured}")
     print(f"report: {index} (and index.html) in {time.perf_counter() - t0:.1f} s")
+    if rc == 0:
+        remember(a, planned, keys, results_dir, index.parent, outputs, lines)
     return rc
 
 

@@ -15,7 +15,7 @@ from framework_helpers.common import ROOT, env
 from disco.cli import main
 from disco.config import SimConfig
 from disco.framework import schema
-from disco.framework.plan import make_plan
+from disco.framework.plan import Planner, make_plan
 
 CONF = ROOT / "conf"
 LINKED = """\
@@ -80,6 +80,31 @@ def test_interpolation_follows_swept_value_like_hydra_compose(tmp_path, user_con
     assert sorted(r.config["policy"]["lend_floor_mb"] for r in linked) == [4, 8]
     assert {r.config["sim"]["duration_s"] for r in plan.runs} == {4.0, 8.0}
     assert plan.studies == ["bt_4", "bt_8"]
+
+
+def test_a_deleted_key_gives_hydra_compose_s_config_whatever_else_the_job_sets():
+    """``~key`` beside leaf values (the sensitivity study's every knob deletes its table) is
+    folded into the composition (``Planner.fold_deletes``): the configs stay Hydra's."""
+    line = ["+experiment=sensitivity", "~sensitivity", "policy.gang=true,false",
+            "sim.duration_s=2"]
+    plan = make_plan(line)
+    assert len(plan.runs) == 8  # the study's 4 replicates, two values
+    for run in plan.runs:
+        gang = "true" if run.config["policy"]["gang"] else "false"
+        job = ["+experiment=sensitivity", "~sensitivity", f"policy.gang={gang}",
+               "sim.duration_s=2"]
+        sim, fw = schema.split_framework(_hydra_compose(CONF, job))
+        assert "sensitivity" not in fw
+        want = SimConfig.from_dict(sim).to_dict()
+        want["sim"].update(seed=run.seed, replicates=1)
+        assert run.config == want, job
+    planner = Planner()
+    groups = ("+experiment=sensitivity",)
+    assert planner.fold_deletes(groups, ["~sensitivity", "policy.gang=true"]) == (
+        (*groups, "~sensitivity"), ["policy.gang=true"])
+    # a delete the job's other values touch keeps its place among them (Hydra's order)
+    touching = ["sensitivity.dead_below=0.5", "~sensitivity"]
+    assert planner.fold_deletes(groups, touching) == (groups, touching)
 
 
 def test_cfg_shows_the_interpolated_value_of_the_command_line(capsys):

@@ -186,3 +186,20 @@ def test_run_jobs_plans_override_lists_through_the_same_planner_and_cache(tmp_pa
     assert [s.key for s in again.runs] == [s.key for s in plan.runs]
     with pytest.raises(ValueError, match="one config per override list"):
         planner.plan_jobs([["policy.gang=true,false"]])
+
+
+def test_a_one_row_table_reads_back_as_written(tmp_path):
+    """A run's metrics row is written without dictionaries, statistics or compression
+    (``results.write_parquet``): the same schema and values come back, NaN and nulls too."""
+    from datetime import UTC, datetime
+
+    from disco.framework.results import row_frame, write_parquet
+
+    row = {"key": "k", "n": 3, "x": 0.1, "nan": float("nan"), "ok": True, "none": None,
+           "empty": [], "at": datetime(2026, 12, 2, tzinfo=UTC), "text": "a|b"}
+    frame = row_frame(row)
+    write_parquet(tmp_path / "m.parquet", frame)
+    back = pl.read_parquet(tmp_path / "m.parquet")
+    assert back.schema == frame.schema
+    assert back.equals(frame)  # NaN equals NaN here
+    assert back.to_dicts()[0]["n"] == 3 and back.to_dicts()[0]["at"] == row["at"]

@@ -129,6 +129,25 @@ def test_rerun_of_a_complete_sweep_is_answered_from_its_manifest_unless_a_run_we
     assert victim.exists() and runs_table(tmp_path).height == 3
 
 
+@pytest.mark.parametrize("loosen", ["cache folder", "manifest"])
+def test_a_rerun_manifest_others_could_write_is_not_trusted(tmp_path, capsys, loosen):
+    import os
+
+    from disco.framework import fastpath
+
+    args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true", "sim.replicates=2"]
+    assert main(args) == 0
+    (manifest,) = fastpath.cache_dir().glob("*.json")
+    assert fastpath.lookup(args[1:]) is not None
+    os.chmod(fastpath.cache_dir() if loosen == "cache folder" else manifest, 0o777)
+    assert fastpath.lookup(args[1:]) is None
+    runs = tmp_path / "default" / "runs.parquet"
+    before = runs.stat().st_mtime_ns
+    assert main(args) == 0  # the normal path: complete runs skipped, the table written again
+    assert "0 done, 2 skipped" in capsys.readouterr().err
+    assert runs.stat().st_mtime_ns != before
+
+
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
@@ -198,3 +217,25 @@ def test_make_run_entry_runs_its_study_and_draws_the_figure(tmp_path, capsys):
     png = tmp_path / "smoke_balance" / "cpu_utilization_by_policy.png"
     assert str(tmp_path / "smoke_balance" / "runs.parquet") in out and str(png) in out
     assert png.stat().st_size > 1000
+    # The same command again: answered from its manifest, every file checked, none rewritten.
+    argv = [f"results_dir={tmp_path}", "sweep.serial=true", "sim.duration_s=0.5", one_knob]
+    index = tmp_path / "report" / "index.md"
+    written = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()}
+    assert reproduce.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "nothing changed" in again
+    findings = [line for line in out.splitlines() if line.startswith(("figure:", "  "))]
+    assert findings and findings == [line for line in again.splitlines()
+                                     if line.startswith(("figure:", "  "))]
+    assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*") if f.is_file()} == written
+    # ... but not once a file it printed or a run is changed or gone
+    a = reproduce.parse(argv)
+    assert reproduce.cached(a) is not None
+    index.write_text(index.read_text() + "edited\n")
+    assert reproduce.cached(a) is None
+    # ... while each study's sweep, unchanged, still needs no planning, until one of its runs goes
+    assert all(reproduce.study_cached(a, study) is not None for study in a.studies)
+    next((tmp_path / "recovery" / "runs").glob("*/metrics.parquet")).unlink()
+    assert reproduce.study_cached(a, "recovery") is None
+    assert reproduce.study_cached(a, "paging") is not None
+    assert reproduce.cached(reproduce.parse([*argv, "sim.seed=1"])) is None
