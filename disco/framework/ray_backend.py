@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -238,6 +240,15 @@ def _exit_on_signal() -> Iterator[None]:
 
 # The private local Ray this process started (``init``), closed by ``shutdown``.
 _session: ray_local.LocalSession | None = None
+# The empty folder the attaching ray.init ran in (``ray_local.no_driver_paths``).
+_attached_cwd: Path | None = None
+
+
+def _forget_attached() -> None:
+    global _attached_cwd
+    if _attached_cwd is not None:
+        shutil.rmtree(_attached_cwd, ignore_errors=True)
+        _attached_cwd = None
 
 
 def local_session(ray_cfg: dict[str, Any]) -> ray_local.LocalSession:
@@ -278,14 +289,14 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         mem = ray_cfg.get("object_store_memory_mb")
         try:
             ray = _import_ray(address)
-            with ray_local.kernel_chosen_agent_port():
+            with ray_local.kernel_chosen_agent_port(), \
+                    ray_local.no_driver_paths(ray_local.empty_private_dir(session.auth_dir)):
                 ray.init(
                     address=LOCAL,
                     num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
                     object_store_memory=int(mem) * 2**20 if mem else None,
                     _temp_dir=str(session.ray_temp_dir),
                     _node_ip_address="127.0.0.1",
-                    job_config=ray_local.job_config(),
                     runtime_env=runtime_env or None,
                     **{**common, "log_to_driver": False},  # failures are in the rows anyway
                 )
@@ -308,12 +319,19 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         node_ip = ray_cfg.get("node_ip_address") or _loopback_ip(address)
         extra = {"_node_ip_address": node_ip} if node_ip else {}
         common["logging_level"] = "info"  # say what is shipped where
+        global _attached_cwd
+        if "working_dir" not in runtime_env:  # else Ray sends that, not the working directory
+            _attached_cwd = ray_local.empty_private_dir(Path(tempfile.gettempdir()))
         try:
-            ray.init(address=address, runtime_env=runtime_env or None,
-                     job_config=ray_local.job_config(), **common, **extra)
+            with ray_local.no_driver_paths(_attached_cwd):
+                ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
         except ConnectionError as exc:
+            _forget_attached()
             raise RayStartError(f"cannot attach to Ray at {address} "
                                 f"(ray.address={ray_cfg.get('address')}): {exc}") from exc
+        except BaseException:
+            _forget_attached()
+            raise
         finally:
             _restore_attach_env()
     return True
@@ -351,6 +369,7 @@ def shutdown() -> None:
         session, _session = _session, None
         if session is not None:
             session.close()
+        _forget_attached()
 
 
 def cluster_cpus() -> int:

@@ -17,8 +17,9 @@ What Ray 2.60 does by default, and what is done here instead (read in its source
   with mode 0700; else a fresh ``mkdtemp``, removed when the sweep's Ray stops.
 - **The working directory.** ``ray.init`` puts the driver's working directory (and its script's)
   at the head of every worker's ``sys.path``, ahead of the standard library: a ``yaml.py`` there
-  would run in every worker. Its job config is given an empty list that stays empty; task
-  modules reach workers through ``RunContext.sys_path`` instead (``execute.trusted_path``).
+  would run in every worker. ``ray.init`` is called from an empty private folder with the
+  script's directory off ``sys.path`` (``no_driver_paths``); task modules reach workers through
+  ``RunContext.sys_path`` instead (``execute.trusted_path``).
 - ``DISCO_RAY_SESSION``, inherited by every process of this Ray, lets the reaper find the ones it
   never saw (``reaper.py``).
 """
@@ -92,27 +93,36 @@ def checked_temp_dir(given: str) -> Path:
     return path
 
 
-class _NoDriverPaths(list):  # type: ignore[type-arg]
-    """A job config's ``_py_driver_sys_path`` that stays empty: ``ray.init`` extends it with
-    the driver's working directory, which workers would put first on ``sys.path``."""
+@contextlib.contextmanager
+def no_driver_paths(safe_cwd: Path | None) -> Iterator[None]:
+    """During ``ray.init``: no directory of the driver's reaches the workers' ``sys.path``.
 
-    def extend(self, items: Any) -> None:
-        pass
+    ``ray.init`` (Ray 2.60, ``_private/worker.py``, script mode) sends its workers, to put
+    ahead of their own path, the working directory (unless the runtime env has a
+    ``working_dir``) and the running script's directory if it is on ``sys.path``. For the call,
+    the process works in ``safe_cwd`` (a private, empty folder, so that is what they get) and the
+    script's directory is off ``sys.path`` (its entries are put back after). ``None``: stay
+    where we are (a runtime env ``working_dir`` is sent instead of the working directory).
+    """
+    script = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] \
+        else None
+    saved = list(sys.path)
+    if script:
+        sys.path[:] = [p for p in sys.path if p != script]
+    cwd = os.getcwd() if safe_cwd is not None else None
+    if safe_cwd is not None:
+        os.chdir(safe_cwd)
+    try:
+        yield
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.path[:] = saved + [p for p in sys.path if p not in saved]
 
-    def append(self, item: Any) -> None:
-        pass
 
-    def __iadd__(self, items: Any) -> _NoDriverPaths:
-        return self
-
-
-def job_config() -> Any:
-    """A JobConfig whose workers get no directory of the driver's put ahead of their path."""
-    from ray.job_config import JobConfig
-
-    cfg = JobConfig()
-    cfg._py_driver_sys_path = _NoDriverPaths()
-    return cfg
+def empty_private_dir(parent: Path) -> Path:
+    """A fresh folder only this user can enter, with nothing in it (``no_driver_paths``)."""
+    return Path(tempfile.mkdtemp(prefix="cwd-", dir=parent))
 
 
 @contextlib.contextmanager
