@@ -113,7 +113,8 @@ def _resolve(address: str) -> str:
 def resolve_address(address: str) -> tuple[str, str]:
     """The concrete address to attach to and where it came from (for messages).
 
-    ``auto`` is $RAY_ADDRESS, else the address in ``cluster_file()``; unlike ``ray.init``, it
+    ``auto`` is $RAY_ADDRESS, else the cluster ``disco ray up`` recorded (``ray_cluster``), else
+    the address in ``cluster_file()``; unlike ``ray.init``, it
     never falls back to whatever GCS process happens to run on the machine (another user's or
     another sweep's private Ray). No cluster found is a RayStartError.
     """
@@ -122,6 +123,16 @@ def resolve_address(address: str) -> tuple[str, str]:
     env = os.environ.get("RAY_ADDRESS")
     if env:
         return env, f"ray.address=auto, from $RAY_ADDRESS={env}"
+    rec = _disco_cluster()
+    if rec is not None:
+        from disco.framework import ray_cluster
+
+        if not ray_cluster.alive(rec):
+            raise RayStartError(f"ray.address=auto: the cluster `disco ray up` recorded at "
+                                f"{rec.address} (pid {rec.pid}) is not running (a stale "
+                                "record); `disco ray down` removes it, `disco ray up` starts "
+                                "a new one")
+        return rec.address, "ray.address=auto, from `disco ray up`"
     path = cluster_file()
     try:
         found = path.read_text().strip()
@@ -132,6 +143,17 @@ def resolve_address(address: str) -> tuple[str, str]:
                             f"not set and there is no {path}); start one with `ray start "
                             "--head` or give ray.address=<host>:<port>")
     return found, f"ray.address=auto, from {path}"
+
+
+def _disco_cluster() -> Any:
+    """The record of the cluster ``disco ray up`` started (up or stale), or None; a record
+    that cannot be trusted is a RayStartError."""
+    from disco.framework import ray_cluster
+
+    try:
+        return ray_cluster.recorded()
+    except ray_cluster.ClusterError as exc:
+        raise RayStartError(f"ray.address=auto: {exc}") from None
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -240,15 +262,38 @@ def _exit_on_signal() -> Iterator[None]:
 
 # The private local Ray this process started (``init``), closed by ``shutdown``.
 _session: ray_local.LocalSession | None = None
+# The token environment of the ``disco ray up`` cluster this process attached to.
+_attached: ray_local.EnvPatch | None = None
+
+
 # The empty folder the attaching ray.init ran in (``ray_local.no_driver_paths``).
 _attached_cwd: Path | None = None
 
 
 def _forget_attached() -> None:
-    global _attached_cwd
+    global _attached, _attached_cwd
+    patch, _attached = _attached, None
+    if patch is not None:
+        patch.restore()
     if _attached_cwd is not None:
         shutil.rmtree(_attached_cwd, ignore_errors=True)
         _attached_cwd = None
+
+
+def _own_cluster(address: str) -> tuple[Any, Path] | None:
+    """(its record, its checked token) if ``address`` is the running ``disco ray up`` cluster."""
+    from disco.framework import ray_cluster
+
+    try:
+        rec = ray_cluster.recorded()
+    except ray_cluster.ClusterError:
+        return None  # then it is not that cluster's address that was given
+    if rec is None or rec.address != address or not ray_cluster.alive(rec):
+        return None
+    try:
+        return rec, ray_cluster.trusted_token(rec)
+    except ray_cluster.ClusterError as exc:
+        raise RayStartError(f"ray.address={address}: {exc}") from None
 
 
 def local_session(ray_cfg: dict[str, Any]) -> ray_local.LocalSession:
@@ -306,8 +351,13 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         session.started()
         _session = session
     else:
+        global _attached
+        own = _own_cluster(address)
+        if own is not None:  # `disco ray up`'s: its token; its workers run this code already
+            _attached = ray_local.EnvPatch(ray_local.token_env(own[1]))
         ray = _import_ray(address)
-        if ray_cfg.get("ship_code", True):
+        ship = ray_cfg.get("ship_code")
+        if ship if ship is not None else not (own and own[0].python == sys.executable):
             runtime_env.setdefault("working_dir", str(project_root))
             runtime_env.setdefault("excludes", [
                 ".git", ".venv", "results", "outputs", "multirun", "*.parquet", "*.png",

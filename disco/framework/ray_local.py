@@ -47,7 +47,7 @@ class UnsafeTempDir(RuntimeError):
     """``ray.temp_dir`` names a folder other users could write to (or a symlink)."""
 
 
-def _is_private(path: Path) -> str | None:
+def not_private(path: Path) -> str | None:
     """None if ``path`` is a real directory owned by this user that only this user can enter;
     else what is wrong with it."""
     try:
@@ -75,7 +75,7 @@ def private_dir(base: str | Path | None = None) -> tuple[Path, bool]:
     path = base / f"disco-ray-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    if _is_private(path) is None:
+    if not_private(path) is None:
         return path, False
     return Path(tempfile.mkdtemp(prefix=f"disco-ray-{os.getuid()}-", dir=base)), True
 
@@ -86,7 +86,7 @@ def checked_temp_dir(given: str) -> Path:
     path = Path(given).expanduser().absolute()
     if not path.exists() and not path.is_symlink():
         path.mkdir(mode=0o700, parents=True)
-    why = _is_private(path)
+    why = not_private(path)
     if why is not None:
         raise UnsafeTempDir(f"ray.temp_dir={given}: {why}; give a folder only you can enter "
                             f"(chmod 700), or leave ray.temp_dir=null for a private one")
@@ -190,6 +190,35 @@ def alive(pid: int) -> bool:
     return stat_line[stat_line.rfind(")") + 2:].split()[0] != "Z"
 
 
+class EnvPatch:
+    """Environment variables set (None: removed) until ``restore()``, Ray's config re-read."""
+
+    def __init__(self, env: dict[str, str | None]) -> None:
+        self._saved = {key: os.environ.get(key) for key in env}
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _refresh_ray_config()
+
+    def restore(self) -> None:
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved = {}
+        _refresh_ray_config()
+
+
+def token_env(token_path: Path) -> dict[str, str | None]:
+    """What Ray reads to authenticate with the token in ``token_path`` (never on a command
+    line, and no token of the environment's own)."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path),
+            "RAY_AUTH_TOKEN": None}
+
+
 class LocalSession:
     """The environment and files of one private local Ray; ``close()`` after ``ray.shutdown``."""
 
@@ -210,8 +239,7 @@ class LocalSession:
         self.ray_temp_dir = self.root / "r"
         self.raylet: int | None = None  # its pid once started (Linux)
         self._saved: dict[str, str | None] = {}
-        env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-               "RAY_AUTH_TOKEN": None, SESSION_ENV: self.marker}
+        env = {**token_env(self.token_path), SESSION_ENV: self.marker}
         env.update({k: v for k, v in _PORT_ENV.items() if k not in os.environ})
         for key, value in env.items():
             self._saved[key] = os.environ.get(key)
