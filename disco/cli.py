@@ -186,14 +186,28 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+# main() of the console script (no argv given): this process ends when it returns.
+_whole_process = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``disco``; returns the exit code."""
     if "_ARGCOMPLETE" in os.environ:  # a <TAB> in the shell: answer and exit
         import argcomplete
 
         argcomplete.autocomplete(_parser())
+    global _whole_process
+    _whole_process = argv is None
     try:
-        return _main(argv)
+        code = _main(argv)
+        ray_backend = sys.modules.get("disco.framework.ray_backend")
+        if _whole_process and ray_backend is not None and ray_backend.left:
+            # A private Ray left to its reaper (``ray_backend.leave_to_reaper``): end now,
+            # without Ray's exit handler (ray.shutdown); the reaper stops that Ray.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         print("\ndisco: interrupted; finished runs are kept, run the same command to resume",
               file=sys.stderr)
@@ -308,6 +322,7 @@ def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
     from disco.framework.sweep import run_sweep
 
     ray_backend.cli_signals = True
+    ray_backend.leave_to_reaper = _whole_process
     try:  # without -m: in this process, no Ray (one run does not pay for starting a cluster)
         outcome = run_sweep(plan, argv=cmd, serial=None if args.multirun else True)
     except RayStartError as exc:

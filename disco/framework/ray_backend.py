@@ -56,6 +56,15 @@ ATTACH_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "2",
 cli_signals = False
 
 
+# The CLI sets this: a private local Ray is not shut down by the driver (``ray.shutdown`` waits
+# ~1.4 s for its processes); the CLI ends with ``os._exit`` once its results are written and
+# printed, and the reaper, seeing its pipe close, kills that Ray's processes and removes its
+# token (``reaper.py``). Off for library use: the process goes on, and so would Ray.
+leave_to_reaper = False
+# Set when a private Ray was left to its reaper: the process must end with ``os._exit``.
+left: list[Any] = []
+
+
 # The signal that stopped the sweep (SIGTERM), for the CLI's exit code 128 + signal.
 stopped_by: int | None = None
 
@@ -488,6 +497,9 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
                 on_summary(s)
     finally:
         def stop_ray() -> None:
+            if started and reaper and leave_to_reaper and _session is not None:
+                left.append(reaper)  # keeps its pipe open until the process ends
+                return
             if started:
                 shutdown()
             if reaper:
