@@ -202,14 +202,18 @@ class EnvPatch:
                 os.environ[key] = value
         _refresh_ray_config()
 
-    def restore(self) -> None:
-        for key, value in self._saved.items():
+    def restore(self, *keys: str) -> None:
+        """Put back ``keys`` (every one if none given; then Ray's config is re-read)."""
+        for key in keys or list(self._saved):
+            if key not in self._saved:
+                continue
+            value = self._saved.pop(key)
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        self._saved = {}
-        _refresh_ray_config()
+        if not keys:
+            _refresh_ray_config()
 
 
 def token_env(token_path: Path) -> dict[str, str | None]:
@@ -238,16 +242,9 @@ class LocalSession:
         # Ray chmods its temp dir 0777: it gets a folder inside the private one.
         self.ray_temp_dir = self.root / "r"
         self.raylet: int | None = None  # its pid once started (Linux)
-        self._saved: dict[str, str | None] = {}
         env = {**token_env(self.token_path), SESSION_ENV: self.marker}
         env.update({k: v for k, v in _PORT_ENV.items() if k not in os.environ})
-        for key, value in env.items():
-            self._saved[key] = os.environ.get(key)
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _refresh_ray_config()
+        self._env = EnvPatch(env)
 
     @property
     def cleanup_path(self) -> Path:
@@ -257,19 +254,9 @@ class LocalSession:
     def started(self) -> None:
         """Ray is up, its processes have the marker: later children of the driver do not."""
         self.raylet = raylet_pid()
-        value = self._saved.pop(SESSION_ENV, None)
-        if value is None:
-            os.environ.pop(SESSION_ENV, None)
-        else:
-            os.environ[SESSION_ENV] = value
+        self._env.restore(SESSION_ENV)
 
     def close(self) -> None:
         """Restore the environment; remove the token (and a fresh temp dir)."""
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved = {}
-        _refresh_ray_config()
+        self._env.restore()
         shutil.rmtree(self.cleanup_path, ignore_errors=True)
