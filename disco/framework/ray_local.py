@@ -101,14 +101,16 @@ def no_driver_paths(safe_cwd: Path | None) -> Iterator[None]:
     ahead of their own path, the working directory (unless the runtime env has a
     ``working_dir``) and the running script's directory if it is on ``sys.path``. For the call,
     the process works in ``safe_cwd`` (a private, empty folder, so that is what they get) and the
-    script's directory is off ``sys.path`` (its entries are put back after). ``None``: stay
+    script's directory is off ``sys.path`` (put back after). ``None``: stay
     where we are (a runtime env ``working_dir`` is sent instead of the working directory).
     """
     script = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] \
         else None
     saved = list(sys.path)
-    if script:
-        sys.path[:] = [p for p in sys.path if p != script]
+    # Where Python put it for a script (a console script: its bin/); Ray skips it when there is
+    # no __main__ file (a notebook kernel, whose argv[0] may sit in site-packages).
+    if script and sys.path[:1] == [script] and hasattr(sys.modules.get("__main__"), "__file__"):
+        del sys.path[0]
     cwd = os.getcwd() if safe_cwd is not None else None
     if safe_cwd is not None:
         os.chdir(safe_cwd)
