@@ -11,9 +11,14 @@
     disco -cd ~/my_conf policy=mine              # add a config folder (its options win)
     disco tune +experiment=tune_borrowing        # tune with Optuna instead of a grid (below)
     disco tune 'policy.borrow_trigger_mb=int(interval(0,64))' objective=vm_runtime_mean_s
+    disco ray up                                 # a local cluster; sweeps: ray.address=auto
+    disco ray status                             # is it up, where, how many CPUs
+    disco ray down                               # stop it (only it)
 
 Exit codes: 0 all runs ok, 1 some run failed, 2 bad command line or config (nothing written).
 `disco tune`: 0 when some trial completed, 1 when none did, 2 as above.
+`disco ray`: 0 done (status: up), 1 nothing to do or stale (up twice, down or status with no
+cluster), 2 bad command line.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         epilog="Overrides use Hydra syntax: group=option, key=value, +key=value, ~key, "
                "key=a,b,c, range(), glob() (with -m). `disco --info` lists the groups; "
-               "`disco tune --help` tunes with Optuna; see docs/framework.md.")
+               "`disco tune --help` tunes with Optuna; `disco ray up|status|down` keeps a local "
+               "cluster for sweeps to attach to (ray.address=auto); see docs/framework.md.")
     p.add_argument("-m", "--multirun", action="store_true",
                    help="expand sweeps (a,b,c; range(); sweep.params) and run them on Ray")
     p.add_argument("-c", "--cfg", choices=(*CFG_CHOICES, "hydra"), metavar="{job,all}",
@@ -180,14 +186,28 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+# main() of the console script (no argv given): this process ends when it returns.
+_whole_process = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``disco``; returns the exit code."""
     if "_ARGCOMPLETE" in os.environ:  # a <TAB> in the shell: answer and exit
         import argcomplete
 
         argcomplete.autocomplete(_parser())
+    global _whole_process
+    _whole_process = argv is None
     try:
-        return _main(argv)
+        code = _main(argv)
+        ray_backend = sys.modules.get("disco.framework.ray_backend")
+        if _whole_process and ray_backend is not None and ray_backend.left:
+            # A private Ray left to its reaper (``ray_backend.leave_to_reaper``): end now,
+            # without Ray's exit handler (ray.shutdown); the reaper stops that Ray.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except KeyboardInterrupt:
         print("\ndisco: interrupted; finished runs are kept, run the same command to resume",
               file=sys.stderr)
@@ -215,6 +235,10 @@ def _main(argv: list[str] | None) -> int:
     raw = list(argv if argv is not None else sys.argv[1:])
     if raw[:1] == ["tune"]:
         return _tune(raw[1:])
+    if raw[:1] == ["ray"]:
+        from disco.framework import ray_cluster
+
+        return ray_cluster.main(raw[1:])
     hydra_flags = [a for a in raw if a.split("=", 1)[0] in HYDRA_FLAGS]
     if hydra_flags:  # before argparse, which would read -cn as -c n
         print(f"disco: error: {_unknown_flag_hint(hydra_flags[0])}", file=sys.stderr)
@@ -298,6 +322,7 @@ def _run(plan: Any, args: argparse.Namespace, cmd: list[str]) -> int:
     from disco.framework.sweep import run_sweep
 
     ray_backend.cli_signals = True
+    ray_backend.leave_to_reaper = _whole_process
     try:  # without -m: in this process, no Ray (one run does not pay for starting a cluster)
         outcome = run_sweep(plan, argv=cmd, serial=None if args.multirun else True)
     except RayStartError as exc:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +54,15 @@ ATTACH_TIMEOUTS = {"RAY_gcs_rpc_server_connect_timeout_s": "2",
 # runs stops the sweep like Ctrl-C (``_raise_terminated``). Off for library use (a notebook kernel
 # must not exit on an interrupt, and its signal handlers are its own).
 cli_signals = False
+
+
+# The CLI sets this: a private local Ray is not shut down by the driver (``ray.shutdown`` waits
+# ~1.4 s for its processes); the CLI ends with ``os._exit`` once its results are written and
+# printed, and the reaper, seeing its pipe close, kills that Ray's processes and removes its
+# token (``reaper.py``). Off for library use: the process goes on, and so would Ray.
+leave_to_reaper = False
+# Set when a private Ray was left to its reaper: the process must end with ``os._exit``.
+left: list[Any] = []
 
 
 # The signal that stopped the sweep (SIGTERM), for the CLI's exit code 128 + signal.
@@ -111,7 +122,8 @@ def _resolve(address: str) -> str:
 def resolve_address(address: str) -> tuple[str, str]:
     """The concrete address to attach to and where it came from (for messages).
 
-    ``auto`` is $RAY_ADDRESS, else the address in ``cluster_file()``; unlike ``ray.init``, it
+    ``auto`` is $RAY_ADDRESS, else the cluster ``disco ray up`` recorded (``ray_cluster``), else
+    the address in ``cluster_file()``; unlike ``ray.init``, it
     never falls back to whatever GCS process happens to run on the machine (another user's or
     another sweep's private Ray). No cluster found is a RayStartError.
     """
@@ -120,6 +132,16 @@ def resolve_address(address: str) -> tuple[str, str]:
     env = os.environ.get("RAY_ADDRESS")
     if env:
         return env, f"ray.address=auto, from $RAY_ADDRESS={env}"
+    rec = _disco_cluster()
+    if rec is not None:
+        from disco.framework import ray_cluster
+
+        if not ray_cluster.alive(rec):
+            raise RayStartError(f"ray.address=auto: the cluster `disco ray up` recorded at "
+                                f"{rec.address} (pid {rec.pid}) is not running (a stale "
+                                "record); `disco ray down` removes it, `disco ray up` starts "
+                                "a new one")
+        return rec.address, "ray.address=auto, from `disco ray up`"
     path = cluster_file()
     try:
         found = path.read_text().strip()
@@ -130,6 +152,17 @@ def resolve_address(address: str) -> tuple[str, str]:
                             f"not set and there is no {path}); start one with `ray start "
                             "--head` or give ray.address=<host>:<port>")
     return found, f"ray.address=auto, from {path}"
+
+
+def _disco_cluster() -> Any:
+    """The record of the cluster ``disco ray up`` started (up or stale), or None; a record
+    that cannot be trusted is a RayStartError."""
+    from disco.framework import ray_cluster
+
+    try:
+        return ray_cluster.recorded()
+    except ray_cluster.ClusterError as exc:
+        raise RayStartError(f"ray.address=auto: {exc}") from None
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -238,6 +271,38 @@ def _exit_on_signal() -> Iterator[None]:
 
 # The private local Ray this process started (``init``), closed by ``shutdown``.
 _session: ray_local.LocalSession | None = None
+# The token environment of the ``disco ray up`` cluster this process attached to.
+_attached: ray_local.EnvPatch | None = None
+
+
+# The empty folder the attaching ray.init ran in (``ray_local.no_driver_paths``).
+_attached_cwd: Path | None = None
+
+
+def _forget_attached() -> None:
+    global _attached, _attached_cwd
+    patch, _attached = _attached, None
+    if patch is not None:
+        patch.restore()
+    if _attached_cwd is not None:
+        shutil.rmtree(_attached_cwd, ignore_errors=True)
+        _attached_cwd = None
+
+
+def _own_cluster(address: str) -> tuple[Any, Path] | None:
+    """(its record, its checked token) if ``address`` is the running ``disco ray up`` cluster."""
+    from disco.framework import ray_cluster
+
+    try:
+        rec = ray_cluster.recorded()
+    except ray_cluster.ClusterError:
+        return None  # then it is not that cluster's address that was given
+    if rec is None or rec.address != address or not ray_cluster.alive(rec):
+        return None
+    try:
+        return rec, ray_cluster.trusted_token(rec)
+    except ray_cluster.ClusterError as exc:
+        raise RayStartError(f"ray.address={address}: {exc}") from None
 
 
 def local_session(ray_cfg: dict[str, Any]) -> ray_local.LocalSession:
@@ -278,14 +343,14 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         mem = ray_cfg.get("object_store_memory_mb")
         try:
             ray = _import_ray(address)
-            with ray_local.kernel_chosen_agent_port():
+            with ray_local.kernel_chosen_agent_port(), \
+                    ray_local.no_driver_paths(ray_local.empty_private_dir(session.auth_dir)):
                 ray.init(
                     address=LOCAL,
                     num_cpus=int(ray_cfg.get("num_cpus") or os.cpu_count() or 1),
                     object_store_memory=int(mem) * 2**20 if mem else None,
                     _temp_dir=str(session.ray_temp_dir),
                     _node_ip_address="127.0.0.1",
-                    job_config=ray_local.job_config(),
                     runtime_env=runtime_env or None,
                     **{**common, "log_to_driver": False},  # failures are in the rows anyway
                 )
@@ -295,8 +360,13 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         session.started()
         _session = session
     else:
+        global _attached
+        own = _own_cluster(address)
+        if own is not None:  # `disco ray up`'s: its token; its workers run this code already
+            _attached = ray_local.EnvPatch(ray_local.token_env(own[1]))
         ray = _import_ray(address)
-        if ray_cfg.get("ship_code", True):
+        ship = ray_cfg.get("ship_code")
+        if ship if ship is not None else not (own and own[0].python == sys.executable):
             runtime_env.setdefault("working_dir", str(project_root))
             runtime_env.setdefault("excludes", [
                 ".git", ".venv", "results", "outputs", "multirun", "*.parquet", "*.png",
@@ -308,12 +378,19 @@ def init(ray_cfg: dict[str, Any], project_root: Path,
         node_ip = ray_cfg.get("node_ip_address") or _loopback_ip(address)
         extra = {"_node_ip_address": node_ip} if node_ip else {}
         common["logging_level"] = "info"  # say what is shipped where
+        global _attached_cwd
+        if "working_dir" not in runtime_env:  # else Ray sends that, not the working directory
+            _attached_cwd = ray_local.empty_private_dir(Path(tempfile.gettempdir()))
         try:
-            ray.init(address=address, runtime_env=runtime_env or None,
-                     job_config=ray_local.job_config(), **common, **extra)
+            with ray_local.no_driver_paths(_attached_cwd):
+                ray.init(address=address, runtime_env=runtime_env or None, **common, **extra)
         except ConnectionError as exc:
+            _forget_attached()
             raise RayStartError(f"cannot attach to Ray at {address} "
                                 f"(ray.address={ray_cfg.get('address')}): {exc}") from exc
+        except BaseException:
+            _forget_attached()
+            raise
         finally:
             _restore_attach_env()
     return True
@@ -351,6 +428,7 @@ def shutdown() -> None:
         session, _session = _session, None
         if session is not None:
             session.close()
+        _forget_attached()
 
 
 def cluster_cpus() -> int:
@@ -419,6 +497,9 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
                 on_summary(s)
     finally:
         def stop_ray() -> None:
+            if started and reaper and leave_to_reaper and _session is not None:
+                left.append(reaper)  # keeps its pipe open until the process ends
+                return
             if started:
                 shutdown()
             if reaper:

@@ -17,8 +17,9 @@ What Ray 2.60 does by default, and what is done here instead (read in its source
   with mode 0700; else a fresh ``mkdtemp``, removed when the sweep's Ray stops.
 - **The working directory.** ``ray.init`` puts the driver's working directory (and its script's)
   at the head of every worker's ``sys.path``, ahead of the standard library: a ``yaml.py`` there
-  would run in every worker. Its job config is given an empty list that stays empty; task
-  modules reach workers through ``RunContext.sys_path`` instead (``execute.trusted_path``).
+  would run in every worker. ``ray.init`` is called from an empty private folder with the
+  script's directory off ``sys.path`` (``no_driver_paths``); task modules reach workers through
+  ``RunContext.sys_path`` instead (``execute.trusted_path``).
 - ``DISCO_RAY_SESSION``, inherited by every process of this Ray, lets the reaper find the ones it
   never saw (``reaper.py``).
 """
@@ -46,7 +47,7 @@ class UnsafeTempDir(RuntimeError):
     """``ray.temp_dir`` names a folder other users could write to (or a symlink)."""
 
 
-def _is_private(path: Path) -> str | None:
+def not_private(path: Path) -> str | None:
     """None if ``path`` is a real directory owned by this user that only this user can enter;
     else what is wrong with it."""
     try:
@@ -74,7 +75,7 @@ def private_dir(base: str | Path | None = None) -> tuple[Path, bool]:
     path = base / f"disco-ray-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    if _is_private(path) is None:
+    if not_private(path) is None:
         return path, False
     return Path(tempfile.mkdtemp(prefix=f"disco-ray-{os.getuid()}-", dir=base)), True
 
@@ -85,34 +86,45 @@ def checked_temp_dir(given: str) -> Path:
     path = Path(given).expanduser().absolute()
     if not path.exists() and not path.is_symlink():
         path.mkdir(mode=0o700, parents=True)
-    why = _is_private(path)
+    why = not_private(path)
     if why is not None:
         raise UnsafeTempDir(f"ray.temp_dir={given}: {why}; give a folder only you can enter "
                             f"(chmod 700), or leave ray.temp_dir=null for a private one")
     return path
 
 
-class _NoDriverPaths(list):  # type: ignore[type-arg]
-    """A job config's ``_py_driver_sys_path`` that stays empty: ``ray.init`` extends it with
-    the driver's working directory, which workers would put first on ``sys.path``."""
+@contextlib.contextmanager
+def no_driver_paths(safe_cwd: Path | None) -> Iterator[None]:
+    """During ``ray.init``: no directory of the driver's reaches the workers' ``sys.path``.
 
-    def extend(self, items: Any) -> None:
-        pass
+    ``ray.init`` (Ray 2.60, ``_private/worker.py``, script mode) sends its workers, to put
+    ahead of their own path, the working directory (unless the runtime env has a
+    ``working_dir``) and the running script's directory if it is on ``sys.path``. For the call,
+    the process works in ``safe_cwd`` (a private, empty folder, so that is what they get) and the
+    script's directory is off ``sys.path`` (put back after). ``None``: stay
+    where we are (a runtime env ``working_dir`` is sent instead of the working directory).
+    """
+    script = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] \
+        else None
+    saved = list(sys.path)
+    # Where Python put it for a script (a console script: its bin/); Ray skips it when there is
+    # no __main__ file (a notebook kernel, whose argv[0] may sit in site-packages).
+    if script and sys.path[:1] == [script] and hasattr(sys.modules.get("__main__"), "__file__"):
+        del sys.path[0]
+    cwd = os.getcwd() if safe_cwd is not None else None
+    if safe_cwd is not None:
+        os.chdir(safe_cwd)
+    try:
+        yield
+    finally:
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.path[:] = saved + [p for p in sys.path if p not in saved]
 
-    def append(self, item: Any) -> None:
-        pass
 
-    def __iadd__(self, items: Any) -> _NoDriverPaths:
-        return self
-
-
-def job_config() -> Any:
-    """A JobConfig whose workers get no directory of the driver's put ahead of their path."""
-    from ray.job_config import JobConfig
-
-    cfg = JobConfig()
-    cfg._py_driver_sys_path = _NoDriverPaths()
-    return cfg
+def empty_private_dir(parent: Path) -> Path:
+    """A fresh folder only this user can enter, with nothing in it (``no_driver_paths``)."""
+    return Path(tempfile.mkdtemp(prefix="cwd-", dir=parent))
 
 
 @contextlib.contextmanager
@@ -180,6 +192,39 @@ def alive(pid: int) -> bool:
     return stat_line[stat_line.rfind(")") + 2:].split()[0] != "Z"
 
 
+class EnvPatch:
+    """Environment variables set (None: removed) until ``restore()``, Ray's config re-read."""
+
+    def __init__(self, env: dict[str, str | None]) -> None:
+        self._saved = {key: os.environ.get(key) for key in env}
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _refresh_ray_config()
+
+    def restore(self, *keys: str) -> None:
+        """Put back ``keys`` (every one if none given; then Ray's config is re-read)."""
+        for key in keys or list(self._saved):
+            if key not in self._saved:
+                continue
+            value = self._saved.pop(key)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if not keys:
+            _refresh_ray_config()
+
+
+def token_env(token_path: Path) -> dict[str, str | None]:
+    """What Ray reads to authenticate with the token in ``token_path`` (never on a command
+    line, and no token of the environment's own)."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path),
+            "RAY_AUTH_TOKEN": None}
+
+
 class LocalSession:
     """The environment and files of one private local Ray; ``close()`` after ``ray.shutdown``."""
 
@@ -199,17 +244,9 @@ class LocalSession:
         # Ray chmods its temp dir 0777: it gets a folder inside the private one.
         self.ray_temp_dir = self.root / "r"
         self.raylet: int | None = None  # its pid once started (Linux)
-        self._saved: dict[str, str | None] = {}
-        env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-               "RAY_AUTH_TOKEN": None, SESSION_ENV: self.marker}
+        env = {**token_env(self.token_path), SESSION_ENV: self.marker}
         env.update({k: v for k, v in _PORT_ENV.items() if k not in os.environ})
-        for key, value in env.items():
-            self._saved[key] = os.environ.get(key)
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _refresh_ray_config()
+        self._env = EnvPatch(env)
 
     @property
     def cleanup_path(self) -> Path:
@@ -219,19 +256,9 @@ class LocalSession:
     def started(self) -> None:
         """Ray is up, its processes have the marker: later children of the driver do not."""
         self.raylet = raylet_pid()
-        value = self._saved.pop(SESSION_ENV, None)
-        if value is None:
-            os.environ.pop(SESSION_ENV, None)
-        else:
-            os.environ[SESSION_ENV] = value
+        self._env.restore(SESSION_ENV)
 
     def close(self) -> None:
         """Restore the environment; remove the token (and a fresh temp dir)."""
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved = {}
-        _refresh_ray_config()
+        self._env.restore()
         shutil.rmtree(self.cleanup_path, ignore_errors=True)

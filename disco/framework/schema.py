@@ -49,7 +49,9 @@ class RayConfig:
     num_cpus: int | None = None  # local only; null: all cores (os.cpu_count())
     object_store_memory_mb: int | None = 256  # local only; runs pass small dicts, not arrays
     temp_dir: str | None = None  # local only; null: a short dir under /tmp (socket path limit)
-    ship_code: bool = True  # when attaching: runtime_env working_dir = the project
+    # When attaching: runtime_env working_dir = the project. null: yes, but for the cluster
+    # `disco ray up` started with this Python (its workers import this code already).
+    ship_code: bool | None = None
     node_ip_address: str | None = None  # when attaching; null: 127.0.0.1 for a loopback head
     runtime_env: dict[str, Any] = field(default_factory=dict)  # merged into the runtime_env
 
