@@ -20,6 +20,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -104,9 +105,23 @@ def register_policy(rules: PolicyRules) -> None:
     _POLICIES[rules.name] = rules
 
 
+# Registers every system (``disco.policies``, a layer above this one, so not imported here):
+# set by ``disco/__init__``, called on the first lookup of a name not registered yet.
+_load_policies: Callable[[], Any] | None = None
+
+
+def on_unknown_policy(load: Callable[[], Any]) -> None:
+    """``load`` is called once a policy name is looked up that no system registered yet."""
+    global _load_policies
+    _load_policies = load
+
+
 def policy_rules(name: str) -> PolicyRules:
     """The registered system called ``name``; ``ConfigError`` on ``policy.name`` if none."""
     rules = _POLICIES.get(name)
+    if rules is None and _load_policies is not None:
+        _load_policies()
+        rules = _POLICIES.get(name)
     if rules is None:
         raise ConfigError("policy.name", name, f"unknown policy; known: {', '.join(_POLICIES)}")
     return rules

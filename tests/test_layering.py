@@ -168,3 +168,16 @@ def test_a_simulation_and_the_results_module_load_no_dataframe_library():
             f"print([m for m in {FRAMEWORK_LIBS!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_import_disco_loads_the_simulator_only_when_a_name_of_it_is_used():
+    """A command that never simulates (a re-run answered from its manifest) does not pay for
+    the simulator's import; the first use of a name loads it, and validation finds every
+    system even when nothing imported ``disco.policies`` before."""
+    code = ("import sys, disco; before = 'disco.runner' in sys.modules; "
+            "from disco.config import SimConfig; "
+            "c = SimConfig.from_dict({'policy': {'name': 'smp_os'}}); "
+            "from disco import simulate; "
+            "print(before, 'disco.policies' in sys.modules, 'disco.runner' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
