@@ -23,6 +23,7 @@ two refer to each other). How fast a VCPU progresses beyond its VM's ``base_rate
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 from disco.config import WorkloadProfile
 from disco.engine import EventLoop, RandomStreams
@@ -62,22 +63,30 @@ class ProgressRate:
 
 
 class CpuScheduler:
-    """What execution tells the CPU scheduler (``gang.GangScheduler`` implements it)."""
+    """What execution tells the CPU scheduler; ``gang.GangScheduler`` implements it.
 
+    An interface, never instantiated: a class, not a ``Protocol``, because compiled a call
+    through a class is a vtable call and through a protocol a dynamic attribute lookup, on
+    the paths every VCPU start and stop takes."""
+
+    @abstractmethod
     def became_runnable(self, v: VCPU) -> None:
         """A waiting VCPU woke up (I/O done, guest work arrived) or arrived with its VM."""
-        raise NotImplementedError
 
+    @abstractmethod
     def vcpu_left(self, v: VCPU, cpu: CPU) -> None:
         """A running VCPU blocked, idled or finished: ``cpu`` is free."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cpu_freed(self, cpu: CPU) -> None:
         """``cpu``'s VCPU is gone with its killed VM."""
-        raise NotImplementedError
 
 
 class Execution:
+    # The scheduler execution reports to, wired by ``connect`` once it exists (it is built
+    # from this execution: runner.build); unset until then.
+    scheduler: CpuScheduler
+
     def __init__(self, loop: EventLoop, state: MonitorState, acct: CpuAccounts, bus: Bus,
                  rate: ProgressRate, switch_cost_s: float, gang: bool,
                  spin_penalty: bool, rewarm_s: float = 0.0) -> None:
@@ -94,7 +103,6 @@ class Execution:
         self.dispatches = 0
         self.gang_on = gang
         self.spin_penalty = spin_penalty
-        self.scheduler = CpuScheduler()  # the real one is connected by runner.build
 
     def connect(self, scheduler: CpuScheduler) -> None:
         self.scheduler = scheduler
