@@ -138,6 +138,11 @@ PACKAGES = ("polars", "matplotlib", "seaborn", "jinja2", "scipy", "numpy")
 STUDY_SOURCES = (ROOT / "experiments", ROOT / "analysis" / "schedule.py")
 
 
+def _command(a: argparse.Namespace) -> list[str]:
+    """What a reproduction's re-run manifest is keyed by (with ``fastpath.fingerprint``)."""
+    return ["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides]
+
+
 def _study_command(a: argparse.Namespace, study: str) -> list[str]:
     return ["reproduce.py", f"--size={a.size}", study, *for_study(study, a.overrides)]
 
@@ -165,8 +170,7 @@ def cached(a: argparse.Namespace) -> dict | None:
     unchanged on disk (``fastpath.lookup``), or None."""
     from disco.framework import fastpath
 
-    return fastpath.lookup(["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides],
-                           None, SOURCES, PACKAGES)
+    return fastpath.lookup(_command(a), None, SOURCES, PACKAGES)
 
 
 def remember(a: argparse.Namespace, planned: dict, keys: list[tuple[str, str]],
@@ -178,8 +182,7 @@ def remember(a: argparse.Namespace, planned: dict, keys: list[tuple[str, str]],
     if any(p[0].sweep.get("force") for p in planned.values()):
         return  # a forced re-run is asked for every time
     files = sorted(f for f in report.rglob("*") if f.is_file())
-    fastpath.remember(["reproduce.py", f"--size={a.size}", *a.studies, *a.overrides], None,
-                      "reproduce", results_dir, outputs, keys, files=files,
+    fastpath.remember(_command(a), None, "reproduce", results_dir, outputs, keys, files=files,
                       extra_roots=SOURCES, packages=PACKAGES, lines=lines)
 
 
