@@ -91,6 +91,10 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_parquet(path: Path, frame: Any) -> None:
     """``frame``: a polars DataFrame or plain columns (``dict[str, list]``)."""
+    write_bytes(path, _parquet_bytes(frame))
+
+
+def _parquet_bytes(frame: Any) -> bytes:
     import polars as pl
 
     if not isinstance(frame, pl.DataFrame):
@@ -109,7 +113,7 @@ def write_parquet(path: Path, frame: Any) -> None:
                        compression="none")
     else:
         frame.write_parquet(buf)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def row_frame(row: dict[str, Any]) -> Any:
@@ -282,6 +286,34 @@ def write_run(path: Path, *, row: dict[str, Any], config: dict[str, Any],
     put(path / METRICS, row_frame(row))
     with writing(path / MANIFEST):
         write_manifest(path, key, files)
+
+
+def copy_run(src: Path, dst: Path, *, row: dict[str, Any], provenance: dict[str, Any]) -> bool:
+    """Make ``dst`` a complete run holding complete run ``src``'s files, with ``row`` as its
+    metrics row and ``provenance`` as its provenance: a run of the same key (same config, code
+    and task, so the same results bit for bit) that another study already ran. Call it holding
+    ``dst``'s claim, after ``prepare``. Every file is copied as the bytes ``src``'s manifest
+    hashed; if one is not (``src`` changed meanwhile), nothing is marked complete and it
+    returns False."""
+    listed = json.loads((src / MANIFEST).read_bytes())["files"]
+    files: list[Path] = []
+    for rel, want in listed.items():
+        target = dst / rel
+        if rel == METRICS:
+            data = _parquet_bytes(row_frame(row))
+        elif rel == "provenance.json":
+            data = json.dumps(provenance, indent=2, default=str).encode()
+        else:
+            data = (src / rel).read_bytes()
+            if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:
+                return False
+        with writing(target):
+            target.parent.mkdir(exist_ok=True)  # tables/
+            write_bytes(target, data)
+        files.append(target)
+    with writing(dst / MANIFEST):
+        write_manifest(dst, row["key"], files)
+    return True
 
 
 def _with_key(cols: dict[str, list], key: str) -> dict[str, list]:
