@@ -118,3 +118,22 @@ def test_reproduce_takes_studies_size_and_overrides_in_any_order():
     assert reproduce.parse([]).studies == [*report.STUDIES, "smoke_balance"]
     with pytest.raises(SystemExit):
         reproduce.parse(["no_such_study"])
+
+
+def test_reproduce_plans_studies_two_at_once_as_one_process_would(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    studies, args = ["overhead", "recovery", "paging"], [f"results_dir={tmp_path}"]
+    both = reproduce.plan_studies(studies, "small", args)
+    assert list(both) == studies
+    for study in studies:
+        alone = reproduce.plan_study(study, "small", args)
+        assert both[study][0].runs == alone[0].runs and both[study][2] == alone[2]
+    # a bad value: every study says so, nothing runs and nothing is written
+    assert reproduce.main([*studies, *args, "sim.duration_s=-1"]) == 2
+    assert capsys.readouterr().err.count("sim.duration_s") == len(studies)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
