@@ -35,6 +35,10 @@ LOCK = ".lock"
 RUNS = "runs.parquet"
 SWEEPS = "sweeps"
 CONFIG_PREFIX = "config."
+# A run's whole config, as JSON, in its metrics row: one column instead of ~190 flattened ones
+# (a one-row parquet file costs per column to write and to read); ``disco.results.load``
+# flattens it into ``config.`` columns (``config_columns``).
+CONFIG_JSON = "config_json"
 TIMES = ("started_at", "ended_at")
 # The bookkeeping columns at the head of every row, in this order.
 HEAD = ("key", "study", "status", "replicate", "seed", "base_seed")
@@ -69,6 +73,10 @@ def _flatten_into(out: dict[str, Any], value: Any, name: str) -> None:
             out[key] = json.dumps(value, sort_keys=True)
     else:
         out[key] = value
+
+
+def config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), default=str)
 
 
 def run_dir(results_dir: str | Path, study: str, key: str) -> Path:
@@ -358,10 +366,10 @@ def sweep_row(stored: dict[str, Any], columns: dict[str, Any],
     without the flattened config (``disco.results.load`` has it: the sweep's table stays the
     plan's columns and the metrics, so its varying columns are what the sweep varied)."""
     groups = frozenset(groups)
-    old = not any(k.startswith(CONFIG_PREFIX) for k in stored)
+    old = CONFIG_JSON not in stored and not any(k.startswith(CONFIG_PREFIX) for k in stored)
     rest = {k: v for k, v in stored.items()
             if k not in columns and not is_plan_column(k, groups, old)
-            and not k.startswith(CONFIG_PREFIX)}
+            and not k.startswith(CONFIG_PREFIX) and k != CONFIG_JSON}
     head = {k: rest.pop(k) for k in HEAD if k in rest}
     return {**head, **columns, **rest}
 
