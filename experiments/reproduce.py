@@ -119,6 +119,12 @@ def plan_studies(studies: list[str], size: str, overrides: list[str],
             or threading.active_count() > 1):
         meanwhile()
         return {study: plan_study(study, size, overrides) for study in studies}
+    # The plans' classes, imported before the children start: this process unpickles plans
+    # while ``meanwhile`` may run ray.init, which has the script's folder off sys.path.
+    import one_at_a_time  # noqa: F401
+
+    import disco.framework.plan  # noqa: F401
+
     fork = multiprocessing.get_context("fork")
     todo, done = fork.SimpleQueue(), fork.SimpleQueue()
     for study in sorted(studies, key=lambda s: PLAN_FIRST.index(s) if s in PLAN_FIRST
@@ -274,6 +280,42 @@ def _drawing():
     return plot, build
 
 
+def _default_ray() -> dict:
+    import dataclasses
+
+    from disco.framework.schema import RayConfig
+
+    return dataclasses.asdict(RayConfig())
+
+
+def start_ray_early(a: argparse.Namespace):
+    """Start the private local Ray that the sweeps will share (``ray_backend.shared``) while
+    the studies are planned in other processes: Ray's start (~4-6 s, about a core's worth of
+    its own processes) then overlaps planning instead of following it. Only when the command
+    asks for nothing but the default local Ray (no ``ray.*``, no ``sweep.serial``); the call
+    that stops it again, or None. If it cannot start, the first sweep says why."""
+    from disco.framework import ray_backend
+    from disco.framework.compose import project_root
+
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in a.overrides]
+    if any(k in ("ray", "sweep", "sweep.serial") or k.startswith("ray.") for k in keys):
+        return None
+    try:
+        return ray_backend.prestart(_default_ray(), project_root())
+    except ray_backend.RayStartError:
+        return None
+
+
+def keep_ray_if_planned(undo, planned: dict) -> None:
+    """Stop the Ray ``start_ray_early`` started (``undo``) unless every planned sweep asks for
+    exactly it: a study's own config may set ``ray.*`` or ``sweep.serial``, and a sweep that
+    finds Ray up uses it as it is."""
+    default = _default_ray()
+    if undo is not None and any(p[0].ray != default or p[0].sweep.get("serial")
+                                for p in planned.values()):
+        undo()
+
+
 def main(argv: list[str]) -> int:
     a = parse(argv)
     t0 = time.perf_counter()
@@ -296,13 +338,16 @@ def main(argv: list[str]) -> int:
     # A study whose sweep is finished and unchanged is neither planned nor read again; every
     # other is planned before any runs: a bad value is exit 2 with nothing run or written.
     done = {study: study_cached(a, study) for study in a.studies}
-    planned = plan_studies([s for s in a.studies if done[s] is None], a.size, a.overrides,
-                           meanwhile=_drawing)
-    if any(p is None for p in planned.values()):
-        return 2
-    plot, build = _drawing()
+    todo = [s for s in a.studies if done[s] is None]
+    early: list = []
     rc, results_dir, outputs, keys = 0, None, [], []
     with ray_backend.shared():
+        planned = plan_studies(todo, a.size, a.overrides,
+                               meanwhile=lambda: (early.append(start_ray_early(a)), _drawing()))
+        if any(p is None for p in planned.values()):
+            return 2
+        keep_ray_if_planned(early[0] if early else None, planned)
+        plot, build = _drawing()
         for study in a.studies:
             hit = done[study]
             if hit is not None:

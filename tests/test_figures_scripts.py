@@ -137,3 +137,30 @@ def test_reproduce_plans_studies_two_at_once_as_one_process_would(tmp_path, caps
     assert reproduce.main([*studies, *args, "sim.duration_s=-1"]) == 2
     assert capsys.readouterr().err.count("sim.duration_s") == len(studies)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_reproduce_starts_ray_early_only_for_the_default_local_ray_its_plans_ask_for():
+    import functools
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    # asked for no Ray, or another one: nothing is started (outside ray_backend.shared()
+    # prestart starts nothing either)
+    for override in ("sweep.serial=true", "ray.address=auto", "ray.num_cpus=1", "+ray.x=1"):
+        assert reproduce.start_ray_early(reproduce.parse([override])) is None
+    # started, then a study's plan asks for other ray settings or for no Ray: stopped again
+    default = reproduce._default_ray()
+    for ray, sweep in (({**default, "num_cpus": 1}, {}), (default, {"serial": True})):
+        undone = []
+        planned = {"a": (SimpleNamespace(ray=default, sweep={}),),
+                   "b": (SimpleNamespace(ray=ray, sweep=sweep),)}
+        reproduce.keep_ray_if_planned(functools.partial(undone.append, 1), planned)
+        assert undone == [1]
+    kept = []
+    reproduce.keep_ray_if_planned(functools.partial(kept.append, 1),
+                                  {"a": (SimpleNamespace(ray=default, sweep={}),)})
+    assert kept == []
