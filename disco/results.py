@@ -14,7 +14,8 @@ returns *every* run a study ever ran, not just the last sweep's ``runs.parquet``
 - where it ran: ``host``, ``node_id`` and ``node_ip`` (Ray's node; serial runs: null and this
   host's address) and ``pid``;
 - the run's whole config under ``config.``, flattened like ``pl.json_normalize``:
-  ``config.machine.nodes``, ``config.policy.gang``, ``config.workload.vms.0.count``.
+  ``config.machine.nodes``, ``config.policy.gang``, ``config.workload.vms.0.count`` (a run's
+  file holds it as one JSON column, ``config_json``, flattened here).
 
 Several studies are concatenated with ``how="diagonal_relaxed"`` (a column one study lacks is
 null there; int and float columns meet as float). Runs written before the config was flattened
@@ -80,6 +81,8 @@ def _study_frames(study_dir: Path) -> list[Any]:
     """One LazyFrame per distinct file schema (scanned together), old-format runs read eagerly."""
     import polars as pl
 
+    from disco.framework.results import CONFIG_JSON
+
     by_schema: dict[tuple[tuple[str, Any], ...], list[str]] = {}
     old: list[Path] = []
     for f in sorted((study_dir / "runs").glob("*/metrics.parquet")):
@@ -87,14 +90,33 @@ def _study_frames(study_dir: Path) -> list[Any]:
             schema = pl.read_parquet_schema(f)
         except Exception:  # a damaged or half-copied file: not a complete run
             continue
-        if any(c.startswith("config.") for c in schema):
+        if CONFIG_JSON in schema or any(c.startswith("config.") for c in schema):
             by_schema.setdefault(tuple(schema.items()), []).append(str(f))
         else:
             old.append(f)
-    frames = [_typed(pl.scan_parquet(files)) for files in by_schema.values()]
+    frames = [_typed(_flattened(pl.scan_parquet(files)) if (CONFIG_JSON, pl.String) in schema
+                     else pl.scan_parquet(files))
+              for schema, files in by_schema.items()]
     if old:
         frames.append(_typed(_old_format(old).lazy()))
     return frames
+
+
+def _flattened(lf: Any) -> Any:
+    """Runs whose row holds the config as JSON (``config_json``): that column replaced by the
+    config flattened into ``config.`` columns, at the end of the row, typed over all the runs
+    (as ``diagonal_relaxed`` types one file per run: int and float meet as float)."""
+    import json
+
+    import polars as pl
+
+    from disco.framework.results import CONFIG_JSON, config_columns
+
+    df = lf.collect()
+    flat = pl.from_dicts([config_columns(json.loads(t)) if t else {}
+                          for t in df[CONFIG_JSON]], infer_schema_length=None)
+    return df.drop(CONFIG_JSON).hstack(flat).lazy() if flat.width else df.drop(
+        CONFIG_JSON).lazy()
 
 
 def _typed(lf: Any) -> Any:

@@ -33,8 +33,10 @@ Anything changed or damaged is a miss, and the normal path runs (complete runs s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +93,90 @@ def plan_study(study: str, size: str, overrides: list[str]):
     except (ConfigError, PlanError) as e:
         print(f"{study}: error: {e}", file=sys.stderr)
         return None
+
+
+# Planning order for two processes: the longest first (the sensitivity table composes 23
+# group selections, vs_partitioning 12), so neither process is left with a long one at the end.
+PLAN_FIRST = (KNOBS, "vs_partitioning")
+
+
+def plan_studies(studies: list[str], size: str, overrides: list[str],
+                 meanwhile: Callable[[], object] = lambda: None) -> dict:
+    """``plan_study`` of every study (in ``studies``' order), two at once in forked processes.
+
+    Planning is Hydra composing each study's group selections: ~13 s of one core for all
+    studies at full size, with nothing else to do then. A plan is the same wherever it is
+    made (keys are hashes of its configs) and small to send back (a few MB). A config error
+    is printed by the process that planned it. ``meanwhile`` runs here while they plan. One
+    process where fork is not safe (not Linux, other threads running), or for a single study.
+    """
+    import multiprocessing
+    import threading
+
+    # fork copies only the calling thread: safe from a process that has no other (no Ray
+    # driver's threads, as in a notebook or the test session that started one)
+    if (len(studies) < 2 or sys.platform != "linux" or (os.cpu_count() or 1) < 2
+            or threading.active_count() > 1):
+        meanwhile()
+        return {study: plan_study(study, size, overrides) for study in studies}
+    # The plans' classes, imported before the children start: this process unpickles plans
+    # while ``meanwhile`` may run ray.init, which has the script's folder off sys.path.
+    import one_at_a_time  # noqa: F401
+
+    import disco.framework.plan  # noqa: F401
+
+    fork = multiprocessing.get_context("fork")
+    todo, done = fork.SimpleQueue(), fork.SimpleQueue()
+    for study in sorted(studies, key=lambda s: PLAN_FIRST.index(s) if s in PLAN_FIRST
+                        else len(PLAN_FIRST)):
+        todo.put(study)
+
+    def worker() -> None:  # forked: the function is not pickled, only what it sends back
+        import contextlib
+        import io
+        import traceback
+
+        while not todo.empty():
+            study = todo.get()
+            out, err = io.StringIO(), io.StringIO()  # printed by the parent, in study order
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    plan = plan_study(study, size, overrides)
+                done.put((study, True, plan, out.getvalue(), err.getvalue()))
+            except BaseException:
+                done.put((study, False, traceback.format_exc(), out.getvalue(),
+                          err.getvalue()))
+
+    procs = [fork.Process(target=worker, daemon=True) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    got: dict = {}
+
+    def collect() -> None:  # read as they come: a child blocks on a full pipe
+        while len(got) < len(studies):
+            study, *rest = done.get()
+            got[study] = rest
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    meanwhile()
+    while reader.is_alive():
+        reader.join(0.2)
+        if not reader.is_alive():
+            break
+        if not any(proc.is_alive() for proc in procs) and done.empty():
+            reader.join(0.5)
+            if reader.is_alive():
+                raise RuntimeError("a planning process ended without sending its plans")
+    for proc in procs:
+        proc.join()
+    for study in studies:
+        ok, value, out, err = got[study]
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        if not ok:
+            raise RuntimeError(f"planning {study} failed:\n{value}")
+    return {study: got[study][1] for study in studies}
 
 
 def run_study(study: str, planned):
@@ -186,6 +272,50 @@ def remember(a: argparse.Namespace, planned: dict, keys: list[tuple[str, str]],
                       extra_roots=SOURCES, packages=PACKAGES, lines=lines)
 
 
+def _drawing():
+    """The figure and report builders (importing them, the plotting stack, takes ~1.5 s)."""
+    from plot_metric import plot
+    from report import build
+
+    return plot, build
+
+
+def _default_ray() -> dict:
+    import dataclasses
+
+    from disco.framework.schema import RayConfig
+
+    return dataclasses.asdict(RayConfig())
+
+
+def start_ray_early(a: argparse.Namespace):
+    """Start the private local Ray that the sweeps will share (``ray_backend.shared``) while
+    the studies are planned in other processes: Ray's start (~4-6 s, about a core's worth of
+    its own processes) then overlaps planning instead of following it. Only when the command
+    asks for nothing but the default local Ray (no ``ray.*``, no ``sweep.serial``); the call
+    that stops it again, or None. If it cannot start, the first sweep says why."""
+    from disco.framework import ray_backend
+    from disco.framework.compose import project_root
+
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in a.overrides]
+    if any(k in ("ray", "sweep", "sweep.serial") or k.startswith("ray.") for k in keys):
+        return None
+    try:
+        return ray_backend.prestart(_default_ray(), project_root())
+    except ray_backend.RayStartError:
+        return None
+
+
+def keep_ray_if_planned(undo, planned: dict) -> None:
+    """Stop the Ray ``start_ray_early`` started (``undo``) unless every planned sweep asks for
+    exactly it: a study's own config may set ``ray.*`` or ``sweep.serial``, and a sweep that
+    finds Ray up uses it as it is."""
+    default = _default_ray()
+    if undo is not None and any(p[0].ray != default or p[0].sweep.get("serial")
+                                for p in planned.values()):
+        undo()
+
+
 def main(argv: list[str]) -> int:
     a = parse(argv)
     t0 = time.perf_counter()
@@ -197,9 +327,6 @@ def main(argv: list[str]) -> int:
               f"nothing changed, {len(hit['keys'])} runs and {len(hit['files'])} report files "
               f"checked in {time.perf_counter() - t0:.1f} s")
         return 0
-    from plot_metric import plot
-    from report import build
-
     from disco.framework import ray_backend
 
     lines: list[str] = []
@@ -211,12 +338,16 @@ def main(argv: list[str]) -> int:
     # A study whose sweep is finished and unchanged is neither planned nor read again; every
     # other is planned before any runs: a bad value is exit 2 with nothing run or written.
     done = {study: study_cached(a, study) for study in a.studies}
-    planned = {study: plan_study(study, a.size, a.overrides) for study in a.studies
-               if done[study] is None}
-    if any(p is None for p in planned.values()):
-        return 2
+    todo = [s for s in a.studies if done[s] is None]
+    early: list = []
     rc, results_dir, outputs, keys = 0, None, [], []
     with ray_backend.shared():
+        planned = plan_studies(todo, a.size, a.overrides,
+                               meanwhile=lambda: (early.append(start_ray_early(a)), _drawing()))
+        if any(p is None for p in planned.values()):
+            return 2
+        keep_ray_if_planned(early[0] if early else None, planned)
+        plot, build = _drawing()
         for study in a.studies:
             hit = done[study]
             if hit is not None:

@@ -118,3 +118,49 @@ def test_reproduce_takes_studies_size_and_overrides_in_any_order():
     assert reproduce.parse([]).studies == [*report.STUDIES, "smoke_balance"]
     with pytest.raises(SystemExit):
         reproduce.parse(["no_such_study"])
+
+
+def test_reproduce_plans_studies_two_at_once_as_one_process_would(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    studies, args = ["overhead", "recovery", "paging"], [f"results_dir={tmp_path}"]
+    both = reproduce.plan_studies(studies, "small", args)
+    assert list(both) == studies
+    for study in studies:
+        alone = reproduce.plan_study(study, "small", args)
+        assert both[study][0].runs == alone[0].runs and both[study][2] == alone[2]
+    # a bad value: every study says so, nothing runs and nothing is written
+    assert reproduce.main([*studies, *args, "sim.duration_s=-1"]) == 2
+    assert capsys.readouterr().err.count("sim.duration_s") == len(studies)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_reproduce_starts_ray_early_only_for_the_default_local_ray_its_plans_ask_for():
+    import functools
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("reproduce",
+                                                  ROOT / "experiments" / "reproduce.py")
+    reproduce = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reproduce)
+    # asked for no Ray, or another one: nothing is started (outside ray_backend.shared()
+    # prestart starts nothing either)
+    for override in ("sweep.serial=true", "ray.address=auto", "ray.num_cpus=1", "+ray.x=1"):
+        assert reproduce.start_ray_early(reproduce.parse([override])) is None
+    # started, then a study's plan asks for other ray settings or for no Ray: stopped again
+    default = reproduce._default_ray()
+    for ray, sweep in (({**default, "num_cpus": 1}, {}), (default, {"serial": True})):
+        undone = []
+        planned = {"a": (SimpleNamespace(ray=default, sweep={}),),
+                   "b": (SimpleNamespace(ray=ray, sweep=sweep),)}
+        reproduce.keep_ray_if_planned(functools.partial(undone.append, 1), planned)
+        assert undone == [1]
+    kept = []
+    reproduce.keep_ray_if_planned(functools.partial(kept.append, 1),
+                                  {"a": (SimpleNamespace(ray=default, sweep={}),)})
+    assert kept == []

@@ -110,6 +110,30 @@ def test_load_reads_runs_written_before_the_config_was_flattened(tmp_path):
     assert df["node_id"].dtype == pl.String and df["pid"].dtype == pl.Int64
 
 
+def test_a_run_row_holds_its_config_as_json_and_load_flattens_it_as_the_flat_format(tmp_path):
+    """A run's metrics.parquet has its config in one ``config_json`` column, not ~190 flattened
+    ones; ``load`` gives the same ``config.`` columns as for a file of the flattened format."""
+    import shutil
+
+    import disco.results
+    from disco.framework.results import CONFIG_JSON, config_columns
+
+    assert main(["-m", *TINY, f"results_dir={tmp_path / 'r'}", "policy.gang=true,false"]) == 0
+    shutil.copytree(tmp_path / "r" / "default", tmp_path / "flat" / "default")
+    for f in sorted((tmp_path / "flat" / "default" / "runs").glob("*/metrics.parquet")):
+        row = pl.read_parquet(f)
+        assert CONFIG_JSON in row.columns and not [c for c in row.columns
+                                                   if c.startswith("config.")]
+        cfg = json.loads(row[CONFIG_JSON][0])
+        assert cfg == yaml.safe_load((f.parent / "config.yaml").read_text())
+        row.drop(CONFIG_JSON).hstack(pl.from_dicts([config_columns(cfg)])).write_parquet(f)
+    new = disco.results.load(tmp_path / "r" / "default").collect().sort("key")
+    flat = disco.results.load(tmp_path / "flat" / "default").collect().sort("key")
+    assert CONFIG_JSON not in new.columns and new.schema == flat.schema
+    assert new.equals(flat)
+    assert sorted(new["config.policy.gang"]) == [False, True]
+
+
 def test_sim_result_to_polars_gives_each_table():
     cfg = SimConfig()
     cfg.sim.duration_s = 0.5

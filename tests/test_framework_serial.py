@@ -70,6 +70,41 @@ def test_rerun_skips_complete_runs_and_force_reruns_them(tmp_path, capsys):
     assert again.select(cols).equals(first.select(cols))
 
 
+def test_a_run_another_study_completed_is_copied_not_run_again(tmp_path, capsys):
+    base = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true", "sim.replicates=2"]
+    assert main([*base, "study=first", "policy=cellular_disco"]) == 0
+    capsys.readouterr()
+    # the same two configs, and one new one, in another study: two copied, one run
+    assert main([*base, "study=second", "policy=cellular_disco,no_balancers"]) == 0
+    assert "2 done, 2 skipped" in capsys.readouterr().err
+    first = pl.read_parquet(tmp_path / "first" / "runs.parquet")
+    second = pl.read_parquet(tmp_path / "second" / "runs.parquet")
+    shared = second.filter(pl.col("key").is_in(first["key"].implode()))
+    assert shared.height == 2 and (shared["study"] == "second").all()
+    cols = metric_columns(first)
+    assert shared.sort("key").select(cols).equals(first.sort("key").select(cols))
+    for key in shared["key"]:
+        run = tmp_path / "second" / "runs" / key
+        row = pl.read_parquet(run / "metrics.parquet")
+        orig = pl.read_parquet(tmp_path / "first" / "runs" / key / "metrics.parquet")
+        assert row.schema == orig.schema and row["study"].to_list() == ["second"]
+        assert row.drop("study").equals(orig.drop("study"))
+        prov = json.loads((run / "provenance.json").read_text())
+        assert prov["study"] == "second" and prov["reused_from"] == "first"
+        for name in ("timeline.parquet", "vms.parquet", "config.yaml"):
+            assert (run / name).read_bytes() == (
+                tmp_path / "first" / "runs" / key / name).read_bytes()
+    # a damaged donor is not copied: the run is done again, in the third study
+    key = shared["key"][0]
+    (tmp_path / "first" / "runs" / key / "timeline.parquet").write_bytes(b"damaged")
+    (tmp_path / "second" / "runs" / key / "timeline.parquet").write_bytes(b"damaged")
+    assert main([*base, "study=third", "policy=cellular_disco"]) == 0
+    assert "1 done, 1 skipped" in capsys.readouterr().err
+    third = pl.read_parquet(tmp_path / "third" / "runs.parquet")
+    assert third.select(cols).sort(cols[0]).equals(
+        first.select(cols).sort(cols[0]))
+
+
 def test_a_run_that_raises_is_recorded_failed_and_the_sweep_goes_on(tmp_path, capsys):
     args = ["-m", *FAST, f"results_dir={tmp_path}", "sweep.serial=true",
             "sweep.task=framework_helpers.tasks:fail_on_13",

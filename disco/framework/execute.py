@@ -146,7 +146,7 @@ def where() -> dict[str, Any]:
 def _finish_row(row: dict[str, Any], spec: RunSpec, run_wall: float | None,
                 started: datetime | None, ended: datetime) -> dict[str, Any]:
     row.update({"run_wall_s": run_wall, "started_at": started, "ended_at": ended, **where()})
-    row.update(results.config_columns(spec.config))
+    row[results.CONFIG_JSON] = results.config_json(spec.config)
     return row
 
 
@@ -191,8 +191,8 @@ def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
     ended = datetime.now(UTC)
     row = base_row(spec, ctx, status, error)
     # A metric must not overwrite a bookkeeping column (key, status, seed ...).
-    row.update({(f"metric_{k}" if k in row or k.startswith("config.") else k): v
-                for k, v in metrics.items()})
+    row.update({(f"metric_{k}" if k in row or k.startswith("config.")
+                 or k == results.CONFIG_JSON else k): v for k, v in metrics.items()})
     if trace_path is not None:
         row[tracing.PATH_COLUMN] = str(trace_path)
     _finish_row(row, spec, run_wall, started, ended)

@@ -454,25 +454,7 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
     already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     if not already:
         starting("starting Ray..." if address == LOCAL else f"attaching to Ray ({address})...")
-    local = not already and address == LOCAL
-    reaper = session = None
-    if local:
-        from disco.framework.reaper import Reaper
-
-        session = local_session(ray_cfg)
-        reaper = Reaper(session.marker, session.cleanup_path)
-    try:
-        with _exit_on_signal():
-            started = init(ray_cfg, project_root, session)
-    except RayStartError:
-        raise
-    except Exception as exc:
-        raise RayStartError(f"cannot start or attach Ray (ray.address="
-                            f"{ray_cfg.get('address')}): {type(exc).__name__}: {exc}") from exc
-    finally:
-        _restore_attach_env()
-        if reaper and not (sys.modules.get("ray") and sys.modules["ray"].is_initialized()):
-            reaper.close()
+    started, reaper = _start(ray_cfg, project_root, local=not already and address == LOCAL)
     import ray
 
     if not already:
@@ -496,21 +478,70 @@ def run(specs: list[RunSpec], ctx: RunContext, ray_cfg: dict[str, Any], project_
             for s in flight.abandon(batcher, gone.reason):
                 on_summary(s)
     finally:
-        def stop_ray() -> None:
-            if started and reaper and leave_to_reaper and _session is not None:
-                left.append(reaper)  # keeps its pipe open until the process ends
-                return
-            if started:
-                shutdown()
-            if reaper:
-                reaper.close()
-
+        stop_ray = _stopper(started, reaper)
         if _held is not None and (started or reaper):
             _held.append(stop_ray)  # shared(): the next sweep finds Ray initialized and uses it
         else:
             stop_ray()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _start(ray_cfg: dict[str, Any], project_root: Path, local: bool) -> tuple[bool, Any]:
+    """``init`` with a reaper for a private local Ray (``local``); (started, reaper)."""
+    reaper = session = None
+    if local:
+        from disco.framework.reaper import Reaper
+
+        session = local_session(ray_cfg)
+        reaper = Reaper(session.marker, session.cleanup_path)
+    try:
+        with _exit_on_signal():
+            started = init(ray_cfg, project_root, session)
+    except RayStartError:
+        raise
+    except Exception as exc:
+        raise RayStartError(f"cannot start or attach Ray (ray.address="
+                            f"{ray_cfg.get('address')}): {type(exc).__name__}: {exc}") from exc
+    finally:
+        _restore_attach_env()
+        if reaper and not (sys.modules.get("ray") and sys.modules["ray"].is_initialized()):
+            reaper.close()
+    return started, reaper
+
+
+def _stopper(started: bool, reaper: Any) -> Callable[[], None]:
+    def stop_ray() -> None:
+        if started and reaper and leave_to_reaper and _session is not None:
+            left.append(reaper)  # keeps its pipe open until the process ends
+            return
+        if started:
+            shutdown()
+        if reaper:
+            reaper.close()
+
+    return stop_ray
+
+
+def prestart(ray_cfg: dict[str, Any], project_root: Path) -> Callable[[], None] | None:
+    """Inside ``shared()``: start the private local Ray ``ray_cfg`` asks for now, before the
+    first sweep needs it (``reproduce.py`` starts it while its studies are planned in other
+    processes). Returns the call that stops it again, for a caller whose plans then ask for
+    other ``ray`` settings (a sweep finds Ray initialized and uses it as it is); None if it
+    started nothing (not in ``shared()``, a serial or attached config, Ray already up)."""
+    if (_held is None or is_serial(ray_cfg) or str(ray_cfg.get("address") or LOCAL) != LOCAL
+            or ("ray" in sys.modules and sys.modules["ray"].is_initialized())):
+        return None
+    started, reaper = _start(ray_cfg, project_root, local=True)
+    stop_ray = _stopper(started, reaper)
+    _held.append(stop_ray)
+
+    def undo() -> None:
+        if _held is not None and stop_ray in _held:
+            _held.remove(stop_ray)
+            stop_ray()
+
+    return undo
 
 
 def _resolve_quietly(address: str) -> str:

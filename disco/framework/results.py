@@ -35,6 +35,10 @@ LOCK = ".lock"
 RUNS = "runs.parquet"
 SWEEPS = "sweeps"
 CONFIG_PREFIX = "config."
+# A run's whole config, as JSON, in its metrics row: one column instead of ~190 flattened ones
+# (a one-row parquet file costs per column to write and to read); ``disco.results.load``
+# flattens it into ``config.`` columns (``config_columns``).
+CONFIG_JSON = "config_json"
 TIMES = ("started_at", "ended_at")
 # The bookkeeping columns at the head of every row, in this order.
 HEAD = ("key", "study", "status", "replicate", "seed", "base_seed")
@@ -71,6 +75,10 @@ def _flatten_into(out: dict[str, Any], value: Any, name: str) -> None:
         out[key] = value
 
 
+def config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), default=str)
+
+
 def run_dir(results_dir: str | Path, study: str, key: str) -> Path:
     return Path(results_dir) / study / "runs" / key
 
@@ -91,6 +99,10 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_parquet(path: Path, frame: Any) -> None:
     """``frame``: a polars DataFrame or plain columns (``dict[str, list]``)."""
+    write_bytes(path, _parquet_bytes(frame))
+
+
+def _parquet_bytes(frame: Any) -> bytes:
     import polars as pl
 
     if not isinstance(frame, pl.DataFrame):
@@ -109,7 +121,7 @@ def write_parquet(path: Path, frame: Any) -> None:
                        compression="none")
     else:
         frame.write_parquet(buf)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def row_frame(row: dict[str, Any]) -> Any:
@@ -284,6 +296,34 @@ def write_run(path: Path, *, row: dict[str, Any], config: dict[str, Any],
         write_manifest(path, key, files)
 
 
+def copy_run(src: Path, dst: Path, *, row: dict[str, Any], provenance: dict[str, Any]) -> bool:
+    """Make ``dst`` a complete run holding complete run ``src``'s files, with ``row`` as its
+    metrics row and ``provenance`` as its provenance: a run of the same key (same config, code
+    and task, so the same results bit for bit) that another study already ran. Call it holding
+    ``dst``'s claim, after ``prepare``. Every file is copied as the bytes ``src``'s manifest
+    hashed; if one is not (``src`` changed meanwhile), nothing is marked complete and it
+    returns False."""
+    listed = json.loads((src / MANIFEST).read_bytes())["files"]
+    files: list[Path] = []
+    for rel, want in listed.items():
+        target = dst / rel
+        if rel == METRICS:
+            data = _parquet_bytes(row_frame(row))
+        elif rel == "provenance.json":
+            data = json.dumps(provenance, indent=2, default=str).encode()
+        else:
+            data = (src / rel).read_bytes()
+            if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:
+                return False
+        with writing(target):
+            target.parent.mkdir(exist_ok=True)  # tables/
+            write_bytes(target, data)
+        files.append(target)
+    with writing(dst / MANIFEST):
+        write_manifest(dst, row["key"], files)
+    return True
+
+
 def _with_key(cols: dict[str, list], key: str) -> dict[str, list]:
     n = len(next(iter(cols.values()), []))
     return {"key": [key] * n, **cols}
@@ -326,10 +366,10 @@ def sweep_row(stored: dict[str, Any], columns: dict[str, Any],
     without the flattened config (``disco.results.load`` has it: the sweep's table stays the
     plan's columns and the metrics, so its varying columns are what the sweep varied)."""
     groups = frozenset(groups)
-    old = not any(k.startswith(CONFIG_PREFIX) for k in stored)
+    old = CONFIG_JSON not in stored and not any(k.startswith(CONFIG_PREFIX) for k in stored)
     rest = {k: v for k, v in stored.items()
             if k not in columns and not is_plan_column(k, groups, old)
-            and not k.startswith(CONFIG_PREFIX)}
+            and not k.startswith(CONFIG_PREFIX) and k != CONFIG_JSON}
     head = {k: rest.pop(k) for k in HEAD if k in rest}
     return {**head, **columns, **rest}
 

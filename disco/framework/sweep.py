@@ -14,7 +14,9 @@ planner, run keys and cache as the command line: what a tuner needs per trial.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -69,9 +71,12 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
     fail_fast = bool(plan.sweep.get("fail_fast"))
     rows: dict[str, dict[str, Any]] = {}
     pending: list[RunSpec] = []
+    donors = None if force else _other_studies(plan)
     for spec in plan.runs:
         path = results.run_dir(plan.results_dir, spec.study, spec.key)
         row = None if force else results.read_row(path)
+        if row is None and donors:
+            row = _adopt(plan, spec, path, donors)
         if row is not None and row.get("status") == "ok" and tracing.satisfied(row, path,
                                                                               spec.trace):
             rows[spec.key] = row
@@ -150,6 +155,61 @@ def run_sweep(plan: Plan, *, argv: list[str] | None = None, serial: bool | None 
                         runs_path=runs_paths.get(plan.study), rows=ordered, failures=failures,
                         wall_s=time.perf_counter() - t0, runs_paths=runs_paths, stopped=stopped,
                         not_run=len(plan.runs) - len(rows))
+
+
+def _other_studies(plan: Plan) -> list[str]:
+    """The study folders of ``plan``'s results_dir that hold runs and are not its own: where a
+    run of the same key may already be complete."""
+    try:
+        entries = sorted(os.listdir(plan.results_dir))
+    except OSError:
+        return []
+    own = set(plan.studies)
+    return [e for e in entries if e not in own and (plan.results_dir / e / "runs").is_dir()]
+
+
+def _adopt(plan: Plan, spec: RunSpec, path: Path, donors: list[str]) -> dict[str, Any] | None:
+    """The row of ``spec``'s run copied from another study of the same results_dir that
+    completed a run of the same key, or None if none did.
+
+    The key hashes the config (seed included), the code and the task, so that run's results
+    are this run's, bit for bit: its files are copied (``results.copy_run``), with this study's
+    bookkeeping columns and provenance (``reused_from`` names the study). A traced run is not
+    adopted: its trace keys are its own (``tracing.satisfied``)."""
+    if spec.trace is not None:
+        return None
+    for other in donors:
+        src = results.run_dir(plan.results_dir, other, spec.key)
+        if not (src / results.MANIFEST).exists():
+            continue
+        stored = results.read_row(src)
+        if stored is None or stored.get("status") != "ok":
+            continue
+        owner = {"sweep": "adopt", "pid": os.getpid(), "host": socket.gethostname(),
+                 "since": time.time()}
+        with results.claim(path, owner) as waited:
+            if waited:  # another sweep of this study held it: it may have completed it
+                mine = results.read_row(path)
+                if mine is not None and mine.get("status") == "ok":
+                    return mine
+            results.prepare(path)
+            # The columns of a row this study's run would have, in their order
+            # (execute.base_row): this study's head and group choices, then the run's own.
+            row = {"key": spec.key, "study": spec.study, "status": "ok",
+                   "replicate": spec.replicate, "seed": spec.seed, "base_seed": spec.base_seed,
+                   **{k: v for k, v in spec.columns.items() if "." not in k}}
+            row.update((k, v) for k, v in stored.items()
+                       if k not in row and k not in plan.groups)
+            try:
+                prov = json.loads((src / "provenance.json").read_bytes())
+            except (OSError, ValueError):
+                prov = {}
+            prov.update(study=spec.study, replicate=spec.replicate, seed=spec.seed,
+                        base_seed=spec.base_seed, reused_from=other)
+            if results.copy_run(src, path, row=row, provenance=prov):
+                return row
+            results.prepare(path)  # the donor changed under us: this run is to be done
+    return None
 
 
 def check_writable(plan: Plan) -> None:
