@@ -118,3 +118,27 @@ def test_reproduce_takes_studies_size_and_overrides_in_any_order():
     assert reproduce.parse([]).studies == [*report.STUDIES, "smoke_balance"]
     with pytest.raises(SystemExit):
         reproduce.parse(["no_such_study"])
+
+
+def test_per_run_tables_read_together_equal_each_read_alone_and_concatenated(tmp_path):
+    import figures
+
+    frames = {"a": pl.DataFrame({"key": ["a", "a"], "x": [1.0, 2.0]}),
+              "empty": pl.DataFrame({"key": [None], "x": [None]}).clear(),  # Null dtypes
+              "b": pl.DataFrame({"key": ["b"], "x": [3.0]}),
+              "reordered": pl.DataFrame({"x": [4.0], "key": ["c"]}),
+              "int": pl.DataFrame({"key": ["d"], "x": [5]}),
+              "extra": pl.DataFrame({"key": ["e"], "x": [6.0], "y": ["z"]})}
+    paths = {}
+    for name, df in frames.items():
+        df.write_parquet(paths.setdefault(name, tmp_path / f"{name}.parquet"))
+
+    def alone(names):
+        read = [t for n in names if (t := pl.read_parquet(paths[n])).height]
+        return pl.concat(read, how="diagonal_relaxed") if read else pl.DataFrame()
+
+    for names in (["a", "empty", "b"], ["empty", "a", "b"], ["a", "reordered"],
+                  ["reordered", "a"], ["a", "int"], ["a", "extra", "b"], ["empty"], []):
+        got = figures.concat_tables([paths[n] for n in names])
+        want = alone(names)
+        assert got.schema == want.schema and got.equals(want), names
