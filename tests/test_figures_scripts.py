@@ -142,3 +142,36 @@ def test_per_run_tables_read_together_equal_each_read_alone_and_concatenated(tmp
         got = figures.concat_tables([paths[n] for n in names])
         want = alone(names)
         assert got.schema == want.schema and got.equals(want), names
+
+
+def test_a_report_drawn_by_two_processes_equals_one_drawn_by_one_failing_section_included(
+        results, tmp_path):
+    import shutil
+
+    studies = ["recovery", "overhead", "containment_overhead"]
+    for study in studies:
+        shutil.copytree(results / study, tmp_path / "results" / study)
+    # overhead's figure fails (no policy column); a large extra column makes its runs table
+    # the largest, so that it is the worker's first section (largest first).
+    runs = tmp_path / "results" / "overhead" / "runs.parquet"
+    table = pl.read_parquet(runs)
+    table.drop("policy").with_columns(
+        pl.Series("padding", [str(i) * 20_000 for i in range(table.height)])).write_parquet(runs)
+
+    built = {jobs: report.build(tmp_path / "results", "small", tmp_path / f"jobs{jobs}",
+                                studies, jobs=jobs) for jobs in (2, 1)}
+    (index2, two), (index1, one) = built[2], built[1]
+    assert [s.study for s in two] == [s.study for s in one] == studies
+    assert [s.study for s in two if s.error] == ["overhead"]
+    assert "ColumnNotFoundError" in two[1].error and two[1].error == one[1].error
+    for a, b in zip(two, one, strict=True):
+        if not a.error:
+            assert (a.finding.verdict, a.finding.measured) == (b.finding.verdict,
+                                                               b.finding.measured)
+            assert [p.name for p in a.finding.paths] == [p.name for p in b.finding.paths]
+
+    def text(index):  # but the date of the build
+        return [line for line in index.read_text().splitlines() if "| date |" not in line]
+
+    assert text(index2) == text(index1)
+    assert "figure failed" in index2.read_text()
