@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import base64
 import importlib
+import multiprocessing as mp
+import os
 import re
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +85,115 @@ def build_section(results: Path, study: str, size: str, out: Path) -> Section | 
     return sec
 
 
+# Processes drawing the sections: this one and one worker (never more than the cores).
+JOBS = 2
+
+
+def with_runs(results: Path, studies: Sequence[str], size: str) -> list[str]:
+    """The studies of ``studies`` (in that order) whose runs table exists: the sections."""
+    return [st for st in studies if (results / study_name(st, size) / F.RUNS).exists()]
+
+
+def build_sections(results: Path, studies: Sequence[str], size: str, out: Path,
+                   jobs: int | None = None, meanwhile: Callable[[], Any] | None = None
+                   ) -> tuple[list[Section], Any]:
+    """``build_section`` of every study of ``with_runs(studies)``, in that order, and what
+    ``meanwhile`` returns (called here first, while the workers start).
+
+    The sections are independent (each reads its own study and writes its own figures and
+    tables), so up to ``jobs`` processes draw them: this one and ``jobs - 1`` workers started
+    with ``spawn``, a fresh interpreter (a fork of this one, whose polars thread pool has run,
+    can deadlock; and, as for any spawned process, a script calling this must guard its top
+    level with ``if __name__ == "__main__"``). Worker ``k`` starts with the ``k``-th section
+    largest first (by the size of the runs table, a proxy for the work), then every process
+    takes the next section not taken (a shared counter) until none is left, so that they
+    finish together. A section's error is caught where it is drawn (``build_section``): a
+    failing figure gives ``Section.error`` in whichever process drew it. A section that a
+    worker did not deliver (it died, or its result could not be sent back) is drawn here."""
+    todo = with_runs(results, studies, size)
+    workers = min(JOBS if jobs is None else jobs, available_cores(), len(todo)) - 1
+    if workers < 1:
+        extra = meanwhile() if meanwhile else None
+        sections = [build_section(results, st, size, out) for st in todo]
+        return [s for s in sections if s is not None], extra
+    order = sorted(todo, key=lambda st: (results / study_name(st, size) / F.RUNS).stat().st_size,
+                   reverse=True)
+    ctx = mp.get_context("spawn")
+    taken = ctx.Value("i", workers)  # order[:workers] are the workers' first sections
+    built: dict[str, Section | None] = {}
+    readers = []
+    done = False
+    try:
+        for k in range(workers):
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_draw_sections, args=(k, taken, order, results, size,
+                                                            out, writer), daemon=True)
+            try:
+                proc.start()
+            except OSError:  # no worker: its first section is drawn here, at the end
+                reader.close()
+                continue
+            finally:
+                writer.close()  # the worker's end: EOF here once the worker is done
+            readers.append((proc, reader))
+        extra = meanwhile() if meanwhile else None
+        while (i := _take(taken, len(order))) is not None:
+            built[order[i]] = build_section(results, order[i], size, out)
+        for _, reader in readers:
+            while True:
+                try:
+                    study, sent, section = reader.recv()
+                except (EOFError, OSError):
+                    break
+                if sent:
+                    built[study] = section
+            reader.close()
+        done = True
+    finally:
+        for proc, _ in readers:
+            if not done and proc.is_alive():
+                proc.terminate()
+                proc.join()
+        # else the worker has sent everything and is exiting: not waited for (a daemon,
+        # which multiprocessing reaps)
+    sections = [built[st] if st in built else build_section(results, st, size, out)
+                for st in todo]
+    return [s for s in sections if s is not None], extra
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _take(taken, n: int) -> int | None:
+    """The next section not yet taken by any process, or None."""
+    with taken.get_lock():
+        i = taken.value
+        if i >= n:
+            return None
+        taken.value = i + 1
+        return i
+
+
+def _draw_sections(first: int, taken, order: list[str], results: Path, size: str, out: Path,
+                   conn) -> None:
+    """A worker of ``build_sections``: section ``order[first]``, then the next not taken, until
+    none is left; each sent back as it is done: ``(study, True, Section or None)``, or
+    ``(study, False, None)`` when it cannot be (not picklable: the parent draws it again)."""
+    i: int | None = first
+    while i is not None:
+        section = build_section(results, order[i], size, out)
+        try:
+            conn.send((order[i], True, section))
+        except Exception:  # noqa: BLE001 - whatever pickling raises
+            conn.send((order[i], False, None))
+        i = _take(taken, len(order))
+    conn.close()
+
+
 def replicates(runs: pl.DataFrame) -> tuple[int, int]:
     """Fewest and most runs behind one mean: per configuration, or per knob and value in the
     sensitivity study's labelled runs."""
@@ -94,15 +206,15 @@ def replicates(runs: pl.DataFrame) -> tuple[int, int]:
 # ------------------------------------------------------------------------------ provenance
 
 
-def run_provenance(results: Path, sections: list[Section], size: str) -> dict[str, Any]:
+def run_provenance(results: Path, studies: Sequence[str], size: str) -> dict[str, Any]:
     """What made the runs: distinct code versions, cores and commits over every run read."""
     import json
 
     codes: dict[str, int] = {}
     cores: dict[str, int] = {}
     commits: dict[str, int] = {}
-    for s in sections:
-        sdir = results / study_name(s.study, size)
+    for study in studies:
+        sdir = results / study_name(study, size)
         runs = F.read_runs(sdir) if (sdir / F.RUNS).exists() else pl.DataFrame()
         for key in (runs["key"].unique().to_list() if "key" in runs.columns else []):
             path = F.run_path(sdir, key) / "provenance.json"
@@ -117,13 +229,14 @@ def run_provenance(results: Path, sections: list[Section], size: str) -> dict[st
     return {"code_versions": codes, "cores": cores, "commits": commits}
 
 
-def provenance(results: Path, sections: list[Section], size: str) -> dict[str, Any]:
+def provenance(results: Path, studies: Sequence[str], size: str) -> dict[str, Any]:
+    """The report's provenance but ``replicates`` (which needs the sections: ``build``)."""
     from disco import native
     from disco.framework.provenance import code_version, git_state
 
     root = HERE.parent
     git = git_state(root)
-    runs = run_provenance(results, sections, size)
+    runs = run_provenance(results, studies, size)
     now_code = code_version(root / "disco")
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -134,7 +247,6 @@ def provenance(results: Path, sections: list[Section], size: str) -> dict[str, A
         "size": size,
         "runs": runs,
         "stale": sorted(c for c in runs["code_versions"] if c != now_code),
-        "replicates": [(s.study, s.n_min, s.n_max) for s in sections if not s.error],
     }
 
 
@@ -205,13 +317,18 @@ def render(ctx: dict[str, Any], fmt: str) -> str:
 
 
 def build(results: Path, size: str = "small", out: Path | None = None,
-          studies: list[str] | None = None) -> tuple[Path, list[Section]]:
+          studies: list[str] | None = None, jobs: int | None = None
+          ) -> tuple[Path, list[Section]]:
+    """Write ``out`` (default ``results/report``): every study's section (``build_sections``,
+    drawn by up to ``jobs`` processes), then ``index.md`` and ``index.html``."""
     results = Path(results)
     out = Path(out) if out else results / "report"
     out.mkdir(parents=True, exist_ok=True)
-    sections = [s for s in (build_section(results, st, size, out) for st in (studies or STUDIES))
-                if s is not None]
-    ctx = context(sections, size, out, provenance(results, sections, size))
+    studies = with_runs(results, studies or list(STUDIES), size)
+    sections, prov = build_sections(results, studies, size, out, jobs,
+                                    meanwhile=lambda: provenance(results, studies, size))
+    prov["replicates"] = [(s.study, s.n_min, s.n_max) for s in sections if not s.error]
+    ctx = context(sections, size, out, prov)
     (out / "index.md").write_text(render(ctx, "md"))
     (out / "index.html").write_text(render(ctx, "html"))
     return out / "index.md", sections

@@ -25,6 +25,7 @@ figures draw and the tables print. ``knob_verdict`` classifies a knob of the sen
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -85,8 +86,15 @@ def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -
     if n < 2:
         return Interval(mean, math.nan, math.nan, 1)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(q: float, dof: int) -> float:
+    """Student-t quantile ``stats.t.ppf(q, dof)``: a report asks for the same few thousands of
+    times (one per interval), and scipy's call costs far more than the arithmetic around it."""
+    return stats.t.ppf(q, dof)
 
 
 def t_errorbar(values: Sequence[float]) -> tuple[float, float]:

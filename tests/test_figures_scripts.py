@@ -164,3 +164,60 @@ def test_reproduce_starts_ray_early_only_for_the_default_local_ray_its_plans_ask
     reproduce.keep_ray_if_planned(functools.partial(kept.append, 1),
                                   {"a": (SimpleNamespace(ray=default, sweep={}),)})
     assert kept == []
+
+
+def test_per_run_tables_read_together_equal_each_read_alone_and_concatenated(tmp_path):
+    import figures
+
+    frames = {"a": pl.DataFrame({"key": ["a", "a"], "x": [1.0, 2.0]}),
+              "empty": pl.DataFrame({"key": [None], "x": [None]}).clear(),  # Null dtypes
+              "b": pl.DataFrame({"key": ["b"], "x": [3.0]}),
+              "reordered": pl.DataFrame({"x": [4.0], "key": ["c"]}),
+              "int": pl.DataFrame({"key": ["d"], "x": [5]}),
+              "extra": pl.DataFrame({"key": ["e"], "x": [6.0], "y": ["z"]})}
+    paths = {}
+    for name, df in frames.items():
+        df.write_parquet(paths.setdefault(name, tmp_path / f"{name}.parquet"))
+
+    def alone(names):
+        read = [t for n in names if (t := pl.read_parquet(paths[n])).height]
+        return pl.concat(read, how="diagonal_relaxed") if read else pl.DataFrame()
+
+    for names in (["a", "empty", "b"], ["empty", "a", "b"], ["a", "reordered"],
+                  ["reordered", "a"], ["a", "int"], ["a", "extra", "b"], ["empty"], []):
+        got = figures.concat_tables([paths[n] for n in names])
+        want = alone(names)
+        assert got.schema == want.schema and got.equals(want), names
+
+
+def test_a_report_drawn_by_two_processes_equals_one_drawn_by_one_failing_section_included(
+        results, tmp_path):
+    import shutil
+
+    studies = ["recovery", "overhead", "containment_overhead"]
+    for study in studies:
+        shutil.copytree(results / study, tmp_path / "results" / study)
+    # overhead's figure fails (no policy column); a large extra column makes its runs table
+    # the largest, so that it is the worker's first section (largest first).
+    runs = tmp_path / "results" / "overhead" / "runs.parquet"
+    table = pl.read_parquet(runs)
+    table.drop("policy").with_columns(
+        pl.Series("padding", [str(i) * 20_000 for i in range(table.height)])).write_parquet(runs)
+
+    built = {jobs: report.build(tmp_path / "results", "small", tmp_path / f"jobs{jobs}",
+                                studies, jobs=jobs) for jobs in (2, 1)}
+    (index2, two), (index1, one) = built[2], built[1]
+    assert [s.study for s in two] == [s.study for s in one] == studies
+    assert [s.study for s in two if s.error] == ["overhead"]
+    assert "ColumnNotFoundError" in two[1].error and two[1].error == one[1].error
+    for a, b in zip(two, one, strict=True):
+        if not a.error:
+            assert (a.finding.verdict, a.finding.measured) == (b.finding.verdict,
+                                                               b.finding.measured)
+            assert [p.name for p in a.finding.paths] == [p.name for p in b.finding.paths]
+
+    def text(index):  # but the date of the build
+        return [line for line in index.read_text().splitlines() if "| date |" not in line]
+
+    assert text(index2) == text(index1)
+    assert "figure failed" in index2.read_text()
