@@ -13,6 +13,10 @@
    (target < 20 s).
 
     python benchmarks/sweep.py [--skip-1000] [--duration 12]
+    python benchmarks/sweep.py --private-only   # step 1's private sweep alone: its fixed cost
+
+``--private-only`` is for A/B runs of the private Ray's fixed cost: alternate it between two
+checkouts' interpreters (each runs its own ``disco``).
 
 The cluster of step 1 lives in a temp dir of its own (``$TMPDIR`` holds its record), so a
 cluster of yours that is up is neither used nor stopped.
@@ -62,11 +66,19 @@ def runs_time(results: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-1000", action="store_true")
+    ap.add_argument("--private-only", action="store_true",
+                    help="only the 32-run sweep on a private local Ray, and its fixed cost")
     ap.add_argument("--duration", type=float, default=12.0,
                     help="simulated seconds of each of the 32 runs (12: ~2 s a run)")
     args = ap.parse_args()
     runs = [*SWEEP_32, f"sim.duration_s={args.duration:g}"]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.private_only:
+            wall = sweep(runs, f"{tmp}/private")
+            own = runs_time(f"{tmp}/private")
+            print(f"32 runs on a private local Ray: {wall:.2f} s, runs' own {own:.1f} s, fixed "
+                  f"cost {wall - own / 2:.2f} s (target <= {FIXED_TARGET_S:g} s)")
+            return
         home = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray's sockets live below it
         cluster = {**os.environ, "TMPDIR": home, "RAY_ADDRESS": ""}
         serial = sweep([*runs, "sweep.serial=true"], f"{tmp}/serial")
