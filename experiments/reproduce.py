@@ -7,10 +7,13 @@ memory_borrowing, paging, recovery, containment, vs_partitioning, then sensitivi
 moved once, experiments/one_at_a_time.py: one sweep per knob, run as one batch), plus
 smoke_balance (the framework's smoke study and its figure). Each is
 ``conf/experiment/<study>.yaml`` (small) or ``<study>_full.yaml`` (full); runs already complete
-are skipped by the framework. The sweeps run on one private local Ray, started by the first
-study with runs left to do and stopped after the last (``ray_backend.shared``): one Ray start
-for all studies, none when every run is cached.
-Every study is planned before any runs, so a bad value is exit 2 with nothing run. Any
+are skipped by the framework; a run another study of the same results folder completed (same
+config, so the same run key) is copied from it. The sweeps run on one private local Ray
+(``ray_backend.shared``), stopped after the last: one Ray start for all studies, none when every
+study's sweep is cached. Every study is planned before any runs, two at once in forked
+processes, so a bad value is exit 2 with nothing run; meanwhile the default local Ray starts
+(with ``ray.*`` or ``sweep.serial`` given, the first sweep with runs left starts what it asks
+for instead). Any
 ``key=value`` argument is a Hydra override passed to every sweep, e.g. ``results_dir=/tmp/r``,
 ``sweep.serial=true`` (no Ray: every run in this process) or ``ray.address=auto`` (an existing
 cluster); ``sensitivity.*`` (the knob table, e.g. ``sensitivity.dead_below=0.02``) goes to the
@@ -130,14 +133,15 @@ def plan_studies(studies: list[str], size: str, overrides: list[str],
     for study in sorted(studies, key=lambda s: PLAN_FIRST.index(s) if s in PLAN_FIRST
                         else len(PLAN_FIRST)):
         todo.put(study)
+    for _ in range(2):
+        todo.put(None)  # one end mark per planner: a planner never waits for a study not there
 
     def worker() -> None:  # forked: the function is not pickled, only what it sends back
         import contextlib
         import io
         import traceback
 
-        while not todo.empty():
-            study = todo.get()
+        while (study := todo.get()) is not None:
             out, err = io.StringIO(), io.StringIO()  # printed by the parent, in study order
             try:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
