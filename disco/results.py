@@ -115,8 +115,8 @@ def _flattened(lf: Any) -> Any:
     df = lf.collect()
     flat = pl.from_dicts([config_columns(json.loads(t)) if t else {}
                           for t in df[CONFIG_JSON]], infer_schema_length=None)
-    return df.drop(CONFIG_JSON).hstack(flat).lazy() if flat.width else df.drop(
-        CONFIG_JSON).lazy()
+    rest = df.drop(CONFIG_JSON)
+    return (rest.hstack(flat) if flat.width else rest).lazy()
 
 
 def _typed(lf: Any) -> Any:

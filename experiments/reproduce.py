@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "analysis"))
@@ -104,14 +105,15 @@ PLAN_FIRST = (KNOBS, "vs_partitioning")
 
 
 def plan_studies(studies: list[str], size: str, overrides: list[str],
-                 meanwhile: Callable[[], object] = lambda: None) -> dict:
-    """``plan_study`` of every study (in ``studies``' order), two at once in forked processes.
+                 meanwhile: Callable[[], Any] = lambda: None) -> tuple[dict, Any]:
+    """``plan_study`` of every study (in ``studies``' order), two at once in forked processes,
+    and what ``meanwhile`` returns (called here while they plan).
 
     Planning is Hydra composing each study's group selections: ~13 s of one core for all
     studies at full size, with nothing else to do then. A plan is the same wherever it is
     made (keys are hashes of its configs) and small to send back (a few MB). A config error
-    is printed by the process that planned it. ``meanwhile`` runs here while they plan. One
-    process where fork is not safe (not Linux, other threads running), or for a single study.
+    is printed by the process that planned it. One process where fork is not safe (not Linux,
+    other threads running), or for a single study.
     """
     import multiprocessing
     import threading
@@ -120,8 +122,8 @@ def plan_studies(studies: list[str], size: str, overrides: list[str],
     # driver's threads, as in a notebook or the test session that started one)
     if (len(studies) < 2 or sys.platform != "linux" or (os.cpu_count() or 1) < 2
             or threading.active_count() > 1):
-        meanwhile()
-        return {study: plan_study(study, size, overrides) for study in studies}
+        extra = meanwhile()
+        return {study: plan_study(study, size, overrides) for study in studies}, extra
     # The plans' classes, imported before the children start: this process unpickles plans
     # while ``meanwhile`` may run ray.init, which has the script's folder off sys.path.
     import one_at_a_time  # noqa: F401
@@ -163,7 +165,7 @@ def plan_studies(studies: list[str], size: str, overrides: list[str],
 
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
-    meanwhile()
+    extra = meanwhile()
     while reader.is_alive():
         reader.join(0.2)
         if not reader.is_alive():
@@ -180,7 +182,7 @@ def plan_studies(studies: list[str], size: str, overrides: list[str],
         sys.stderr.write(err)
         if not ok:
             raise RuntimeError(f"planning {study} failed:\n{value}")
-    return {study: got[study][1] for study in studies}
+    return {study: got[study][1] for study in studies}, extra
 
 
 def run_study(study: str, planned):
@@ -343,14 +345,18 @@ def main(argv: list[str]) -> int:
     # other is planned before any runs: a bad value is exit 2 with nothing run or written.
     done = {study: study_cached(a, study) for study in a.studies}
     todo = [s for s in a.studies if done[s] is None]
-    early: list = []
+
+    def meanwhile():  # while the studies are planned: Ray's start, then the plotting imports
+        undo = start_ray_early(a)
+        _drawing()
+        return undo
+
     rc, results_dir, outputs, keys = 0, None, [], []
     with ray_backend.shared():
-        planned = plan_studies(todo, a.size, a.overrides,
-                               meanwhile=lambda: (early.append(start_ray_early(a)), _drawing()))
+        planned, undo = plan_studies(todo, a.size, a.overrides, meanwhile=meanwhile)
         if any(p is None for p in planned.values()):
             return 2
-        keep_ray_if_planned(early[0] if early else None, planned)
+        keep_ray_if_planned(undo, planned)
         plot, build = _drawing()
         for study in a.studies:
             hit = done[study]

@@ -128,7 +128,8 @@ def test_reproduce_plans_studies_two_at_once_as_one_process_would(tmp_path, caps
     reproduce = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reproduce)
     studies, args = ["overhead", "recovery", "paging"], [f"results_dir={tmp_path}"]
-    both = reproduce.plan_studies(studies, "small", args)
+    both, extra = reproduce.plan_studies(studies, "small", args, meanwhile=lambda: 7)
+    assert extra == 7
     assert list(both) == studies
     for study in studies:
         alone = reproduce.plan_study(study, "small", args)

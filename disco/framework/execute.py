@@ -113,13 +113,14 @@ def run_batch(specs: list[RunSpec], ctx: RunContext) -> list[RunSummary]:
     return [run_one(spec, ctx) for spec in specs]
 
 
-def base_row(spec: RunSpec, ctx: RunContext, status: str, error: str | None) -> dict[str, Any]:
+def base_row(spec: RunSpec, code_version: str, status: str, error: str | None
+             ) -> dict[str, Any]:
     choices = {k: v for k, v in spec.columns.items() if "." not in k}
     return {
         "key": spec.key, "study": spec.study, "status": status,
         "replicate": spec.replicate, "seed": spec.seed, "base_seed": spec.base_seed,
         **choices,
-        "error": error, "code_version": ctx.code_version,
+        "error": error, "code_version": code_version,
     }
 
 
@@ -150,9 +151,9 @@ def _finish_row(row: dict[str, Any], spec: RunSpec, run_wall: float | None,
     return row
 
 
-def owner(ctx: RunContext) -> dict[str, Any]:
+def owner(sweep_id: str) -> dict[str, Any]:
     """What a run's claim records: who writes it (``results.holder`` reads it back)."""
-    return {"sweep": ctx.sweep_id, "pid": os.getpid(), "host": socket.gethostname(),
+    return {"sweep": sweep_id, "pid": os.getpid(), "host": socket.gethostname(),
             "since": time.time()}
 
 
@@ -160,7 +161,7 @@ def run_one(spec: RunSpec, ctx: RunContext) -> RunSummary:
     """Run ``spec`` and write its files, holding its claim. If another process held the claim
     (a second sweep of the same study) and completed the run meanwhile, its row is used."""
     path = results.run_dir(ctx.results_dir, spec.study, spec.key)
-    with results.claim(path, owner(ctx)) as waited:
+    with results.claim(path, owner(ctx.sweep_id)) as waited:
         if waited:
             row = results.read_row(path)
             if row is not None and row.get("status") == "ok":
@@ -189,7 +190,7 @@ def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
         result, metrics, status = None, {}, "failed"
     run_wall = time.perf_counter() - t0
     ended = datetime.now(UTC)
-    row = base_row(spec, ctx, status, error)
+    row = base_row(spec, ctx.code_version, status, error)
     # A metric must not overwrite a bookkeeping column (key, status, seed ...).
     row.update({(f"metric_{k}" if k in row or k.startswith("config.")
                  or k == results.CONFIG_JSON else k): v for k, v in metrics.items()})
@@ -203,7 +204,8 @@ def _run_claimed(spec: RunSpec, ctx: RunContext, path: Any) -> RunSummary:
     except Exception:  # e.g. ragged timeline columns: the run's output is unusable
         error = traceback.format_exc()
         results.prepare(path)
-        row = _finish_row(base_row(spec, ctx, "failed", error), spec, run_wall, started, ended)
+        row = _finish_row(base_row(spec, ctx.code_version, "failed", error), spec, run_wall,
+                          started, ended)
         status = "failed"
         write_outputs(path, spec, ctx, row, None, error, started, ended)
     return RunSummary(spec.key, status, error, row)
@@ -237,10 +239,10 @@ def record_lost(spec: RunSpec, ctx: RunContext, reason: str,
     returned without being written: the run stays incomplete on disk, to run again."""
     path = results.run_dir(ctx.results_dir, spec.study, spec.key)
     now = datetime.now(UTC)
-    row = _finish_row(base_row(spec, ctx, "failed", reason), spec, None, None, now)
+    row = _finish_row(base_row(spec, ctx.code_version, "failed", reason), spec, None, None, now)
     row.update(host=None, node_id=None, node_ip=None, pid=None)  # the process that died
     try:
-        with results.claim(path, owner(ctx), wait_s=wait_s):
+        with results.claim(path, owner(ctx.sweep_id), wait_s=wait_s):
             done = results.read_row(path) if keep_finished else None
             if done is not None:  # the worker finished this run before it died
                 return RunSummary(spec.key, str(done.get("status")), done.get("error"), done)

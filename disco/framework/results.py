@@ -31,6 +31,7 @@ from typing import Any
 
 METRICS = "metrics.parquet"
 MANIFEST = "manifest.json"
+PROVENANCE = "provenance.json"
 LOCK = ".lock"
 RUNS = "runs.parquet"
 SWEEPS = "sweeps"
@@ -290,10 +291,14 @@ def write_run(path: Path, *, row: dict[str, Any], config: dict[str, Any],
     # libyaml's emitter: the pure-Python one costs ~15 ms for a full SimConfig.
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     put(path / "config.yaml", yaml.dump(config, Dumper=dumper, sort_keys=False).encode())
-    put(path / "provenance.json", json.dumps(provenance, indent=2, default=str).encode())
+    put(path / PROVENANCE, provenance_bytes(provenance))
     put(path / METRICS, row_frame(row))
     with writing(path / MANIFEST):
         write_manifest(path, key, files)
+
+
+def provenance_bytes(provenance: dict[str, Any]) -> bytes:
+    return json.dumps(provenance, indent=2, default=str).encode()
 
 
 def copy_run(src: Path, dst: Path, *, row: dict[str, Any], provenance: dict[str, Any]) -> bool:
@@ -309,8 +314,8 @@ def copy_run(src: Path, dst: Path, *, row: dict[str, Any], provenance: dict[str,
         target = dst / rel
         if rel == METRICS:
             data = _parquet_bytes(row_frame(row))
-        elif rel == "provenance.json":
-            data = json.dumps(provenance, indent=2, default=str).encode()
+        elif rel == PROVENANCE:
+            data = provenance_bytes(provenance)
         else:
             data = (src / rel).read_bytes()
             if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:

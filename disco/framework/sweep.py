@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -27,7 +26,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from disco.framework import results, tracing
-from disco.framework.execute import RunContext, RunSpec, RunSummary, trusted_path
+from disco.framework.execute import (
+    RunContext,
+    RunSpec,
+    RunSummary,
+    base_row,
+    owner,
+    trusted_path,
+)
 from disco.framework.isolate import Isolated
 from disco.framework.plan import Plan, Planner
 from disco.framework.progress import Progress
@@ -185,23 +191,19 @@ def _adopt(plan: Plan, spec: RunSpec, path: Path, donors: list[str]) -> dict[str
         stored = results.read_row(src)
         if stored is None or stored.get("status") != "ok":
             continue
-        owner = {"sweep": "adopt", "pid": os.getpid(), "host": socket.gethostname(),
-                 "since": time.time()}
-        with results.claim(path, owner) as waited:
+        with results.claim(path, owner("adopt")) as waited:
             if waited:  # another sweep of this study held it: it may have completed it
                 mine = results.read_row(path)
                 if mine is not None and mine.get("status") == "ok":
                     return mine
             results.prepare(path)
-            # The columns of a row this study's run would have, in their order
-            # (execute.base_row): this study's head and group choices, then the run's own.
-            row = {"key": spec.key, "study": spec.study, "status": "ok",
-                   "replicate": spec.replicate, "seed": spec.seed, "base_seed": spec.base_seed,
-                   **{k: v for k, v in spec.columns.items() if "." not in k}}
+            # The row this study's run would have: its bookkeeping and group choices first,
+            # then the run's own columns (the same code version: it is in the key).
+            row = base_row(spec, plan.code_version, "ok", None)
             row.update((k, v) for k, v in stored.items()
                        if k not in row and k not in plan.groups)
             try:
-                prov = json.loads((src / "provenance.json").read_bytes())
+                prov = json.loads((src / results.PROVENANCE).read_bytes())
             except (OSError, ValueError):
                 prov = {}
             prov.update(study=spec.study, replicate=spec.replicate, seed=spec.seed,
